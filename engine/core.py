@@ -125,7 +125,10 @@ def restyle(figure: str, indices: list[int], **attrs) -> Frame:
 
 
 def relayout(figure: str, **attrs) -> Frame:
-    """Set layout attributes; pass dotted keys through a dict: ``relayout("f", **{"xaxis.range": r})``."""
+    """Set layout attributes; dotted keys go through a dict.
+
+    ``relayout("loss", **{"yaxis.range": [0, 1]})``
+    """
     return Frame(figure=figure, op="relayout", update=attrs)
 
 
@@ -195,7 +198,8 @@ class Experiment:
     run: Callable[[Any, RunContext], Iterator[Frame]]
 
 
-def run_to_end(experiment: Experiment, params: Params, ctx: RunContext | None = None) -> list[Frame]:
+def run_to_end(experiment: Experiment, params: Params,
+               ctx: RunContext | None = None) -> list[Frame]:
     """Run an experiment in-process and collect its frames (tests, benchmarks, notebooks)."""
     ctx = ctx or RunContext(seed=params.seed)
     return list(experiment.run(params, ctx))
