@@ -1,0 +1,67 @@
+"""Every knob of the server, read once from ``PLAYGROUND_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server settings. Each field is the environment variable ``PLAYGROUND_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="PLAYGROUND_", extra="ignore")
+
+    db_path: Path = Field(
+        Path("playground.db"), description="SQLite file that keeps finished runs."
+    )
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")
+    workers: int | None = Field(
+        None, ge=1, le=64,
+        description="Runs executing at once; default one per GPU, else one per spare CPU core.",
+    )
+    queue_size: int = Field(16, ge=0, le=10_000, description="Runs that may wait; then 429.")
+    run_time_limit_s: float = Field(120.0, gt=0, description="Wall-time limit of one run.")
+    stop_grace_s: float = Field(
+        2.0, gt=0,
+        description="How long a cancelled run may take to stop before its worker is killed.",
+    )
+    unwatched_grace_s: float = Field(
+        30.0, gt=0,
+        description="A run nobody subscribed to or polled for this long is cancelled.",
+    )
+    subscriber_buffer: int = Field(
+        256, ge=8, description="Events buffered per SSE subscriber before frames are coalesced."
+    )
+    event_log_size: int = Field(
+        4096, ge=16, description="Recent events kept per run for Last-Event-ID resume."
+    )
+    finished_in_memory: int = Field(
+        64, ge=1, description="Finished runs kept in memory (the rest are read from SQLite)."
+    )
+    retry_after_s: int = Field(
+        5, ge=1, description="Retry-After sent with 429 when the queue is full."
+    )
+    extra_experiments: list[str] = Field(
+        default_factory=list,
+        description="Extra experiments to register, as 'package.module:attribute' import paths.",
+    )
+
+    def worker_count(self) -> int:
+        """One worker per GPU when there is one, else one per core but one left to the server."""
+        if self.workers is not None:
+            return self.workers
+        if self.device != "cpu":
+            import torch  # only to count GPUs; torch.cuda.device_count() does not init CUDA
+
+            if torch.cuda.is_available():
+                return torch.cuda.device_count()
+        return max(1, (os.cpu_count() or 2) - 1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,78 @@
+"""Run history in one SQLite file, so a finished run's URL still opens after a restart.
+
+One short-lived connection per call keeps the store safe to use from the run manager's
+threads; WAL lets readers go on while a run is being written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id           TEXT PRIMARY KEY,
+    experiment   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    finished_at  REAL,
+    record       TEXT NOT NULL
+)
+"""
+
+
+class RunStore:
+    """Finished runs as JSON records (the same dict ``GET /api/runs/{id}`` returns)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=5.0)
+
+    def save(self, record: dict[str, Any], record_json: str) -> bool:
+        """Insert or replace a run; False (logged, not raised) when the file can't be written."""
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute(
+                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
+                    (record["id"], record["experiment"], record["status"],
+                     record["created_at"], record["finished_at"], record_json),
+                )
+            return True
+        except sqlite3.Error as exc:
+            log.error("could not save run %s to %s: %s", record["id"], self.path, exc)
+            return False
+
+    def load(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            with closing(self._connect()) as db:
+                row = db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
+        except sqlite3.Error as exc:
+            log.error("could not read run %s from %s: %s", run_id, self.path, exc)
+            return None
+        return json.loads(row[0]) if row else None
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first: id, experiment, status and times (no figures)."""
+        try:
+            with closing(self._connect()) as db:
+                rows = db.execute(
+                    "SELECT id, experiment, status, created_at, finished_at FROM runs "
+                    "ORDER BY created_at DESC LIMIT ?", (limit,),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            log.error("could not list runs from %s: %s", self.path, exc)
+            return []
+        keys = ("id", "experiment", "status", "created_at", "finished_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]

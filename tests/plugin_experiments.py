@@ -1,0 +1,58 @@
+"""Experiments that misbehave on purpose, registered through PLAYGROUND_EXTRA_EXPERIMENTS.
+
+They let the server tests exercise time limits, crashes, cancellation and slow consumers
+without depending on how long a real experiment takes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Literal
+
+import numpy as np
+import plotly.graph_objects as go
+from pydantic import Field
+
+from engine.core import Check, Experiment, Formula, Params, Section, extend, finish, status
+
+
+class TickerParams(Params):
+    steps: int = Field(20, ge=1, le=100_000, description="Frames to send.")
+    delay_s: float = Field(0.0, ge=0, le=5, description="Sleep between frames.")
+    points: int = Field(1, ge=1, le=100_000, description="Points per frame.")
+    hang_s: float = Field(0.0, ge=0, le=600, description="Block this long after the first frame.")
+    failure: Literal["none", "raise", "exit"] = Field("none", description="How to fail midway.")
+
+
+def ticker_figures(params: TickerParams) -> dict[str, go.Figure]:
+    return {"ticks": go.Figure(go.Scatter(x=[], y=[], mode="lines"))}
+
+
+def ticker_run(params: TickerParams, ctx):
+    total = 0.0
+    for step in range(params.steps):
+        if ctx.should_stop():
+            return
+        if params.failure != "none" and step == params.steps // 2:
+            if params.failure == "raise":
+                raise RuntimeError("ticker failed on purpose")
+            os._exit(3)
+        t = np.arange(step * params.points, (step + 1) * params.points, dtype=np.float64)
+        y = t / 10.0 + (ctx.rng.standard_normal(params.points) if params.seed else 0.0)
+        total += float(y.sum())
+        yield extend("ticks", [0], x=[t], y=[y])
+        yield status(progress=(step + 1, params.steps), step=step + 1)
+        if params.hang_s and step == 0:
+            time.sleep(params.hang_s)  # a stuck computation: no frames, no should_stop()
+        if params.delay_s:
+            time.sleep(params.delay_s)
+    yield finish([Check("sum", r"\sum_t y_t", total, total, "=", True)], total=total)
+
+
+ticker = Experiment(
+    slug="ticker", title="Ticker (test)", section=Section("0", "Tests", chapter="0 Tests"),
+    summary="Sends numbered frames; can sleep, hang or fail.",
+    formulas=(Formula("line", r"y_t = t/10"),), Params=TickerParams,
+    figures=ticker_figures, run=ticker_run,
+)
