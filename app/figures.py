@@ -67,10 +67,12 @@ class FigureState:
                 for i, index in enumerate(indices or []):
                     trace = target["data"][index]
                     old = _get_path(trace, attr)
+                    if not isinstance(old, (list, tuple, np.ndarray)):
+                        # Plotly.extendTraces refuses this too, so fail here, loudly.
+                        raise ValueError(f"cannot extend missing or non-array attribute "
+                                         f"{attr!r} of trace {index} in figure {figure!r}")
                     new = np.asarray(values[i])
-                    joined = new if old is None or len(old) == 0 else np.concatenate(
-                        [np.asarray(old), new]
-                    )
+                    joined = np.concatenate([np.asarray(old), new]) if len(old) else new
                     if max_points is not None:
                         joined = joined[-max_points:]
                     _set_path(trace, attr, joined)

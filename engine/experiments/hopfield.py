@@ -335,6 +335,9 @@ def figures(params: HopfieldParams) -> dict[str, go.Figure]:
             go.Scatter(
                 x=[], y=[], name="one-step flip rate", mode="markers", yaxis="y2",
                 marker=dict(color="#d62728", symbol="x", size=8),
+                # Extended together with the overlap trace; Plotly.js can only extend arrays
+                # that exist, so this trace carries an (invisible) error array too.
+                error_y=dict(type="data", array=[], visible=False),
             ),
             go.Scatter(
                 x=alpha_fine, y=phi, name="Φ(−1/√(α(s−1)/s))", mode="lines", yaxis="y2",

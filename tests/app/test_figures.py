@@ -39,3 +39,8 @@ def test_react_replaces_the_figure_and_unknown_names_or_ops_fail(state):
         state.apply("g", "extend", {}, [0])
     with pytest.raises(ValueError, match="op must be"):
         state.apply("f", "wiggle", {}, [0])
+
+
+def test_extending_a_missing_attribute_fails_as_in_plotly_js(state):
+    with pytest.raises(ValueError, match="cannot extend missing"):
+        state.apply("f", "extend", {"error_y.array": [np.array([1.0])]}, [0])

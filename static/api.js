@@ -1,0 +1,81 @@
+// The REST calls the pages make (see app/api.py), and their errors as readable messages.
+
+export class ApiError extends Error {
+  /** `fieldErrors` maps a parameter name to its messages (from a 422 that names it). */
+  constructor(message, { status, fieldErrors = {} } = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.fieldErrors = fieldErrors;
+  }
+}
+
+async function errorFrom(response) {
+  let detail = null;
+  try {
+    detail = (await response.json()).detail;
+  } catch {
+    // not JSON (a proxy's error page, say): fall back to the status line below
+  }
+  if (response.status === 429) {
+    const wait = response.headers.get("Retry-After");
+    return new ApiError(`Server busy, retry in ${wait ?? "a few"} s.`, { status: 429 });
+  }
+  if (response.status === 422 && Array.isArray(detail)) {
+    const fieldErrors = {};
+    const other = [];
+    for (const { loc = [], msg: raw } of detail) {
+      const msg = String(raw).replace(/^Value error, /, ""); // pydantic's prefix says nothing here
+      // ["body", "params", "gamma"] names a field; anything shorter is about the request.
+      const field = loc[0] === "body" && loc[1] === "params" && loc.length > 2 ? loc[2] : null;
+      if (field !== null) (fieldErrors[field] ??= []).push(msg);
+      else other.push(loc.length ? `${loc.join(".")}: ${msg}` : msg);
+    }
+    const message = other.length ? other.join("\n") : "Some parameters are not valid.";
+    return new ApiError(message, { status: 422, fieldErrors });
+  }
+  const text = typeof detail === "string" ? detail : `${response.status} ${response.statusText}`;
+  return new ApiError(text, { status: response.status });
+}
+
+async function request(method, url, body) {
+  const options = { method, headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (error) {
+    throw new ApiError(`Cannot reach the server (${error.message}).`, { status: 0 });
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response.json();
+}
+
+/** POST /api/runs: {id, experiment, status, urls: {self, events, page}}. */
+export function startRun(api, experiment, params) {
+  return request("POST", `${api}/runs`, { experiment, params });
+}
+
+/** GET /api/runs/{id}: the run's status and result. */
+export function getRun(api, id) {
+  return request("GET", `${api}/runs/${encodeURIComponent(id)}`);
+}
+
+/** DELETE /api/runs/{id}: ask the run to stop. */
+export function cancelRun(api, id) {
+  return request("DELETE", `${api}/runs/${encodeURIComponent(id)}`);
+}
+
+export function eventsUrl(api, id) {
+  return `${api}/runs/${encodeURIComponent(id)}/events`;
+}
+
+/** MathML markup for each LaTeX string (the server converts; see /mathml in app/pages.py). */
+export async function mathml(url, latexList) {
+  const query = new URLSearchParams();
+  for (const latex of latexList) query.append("latex", latex);
+  return request("GET", `${url}?${query}`);
+}
