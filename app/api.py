@@ -19,7 +19,7 @@ from app.encoding import dumps, jsonable
 from app.jobs import QueueFull, RunManager
 from app.mathml import to_mathml
 from app.runs import Run
-from engine.core import Experiment
+from engine.core import Experiment, click_inputs
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -59,6 +59,7 @@ def describe(experiment: Experiment) -> dict[str, Any]:
                       "erratum": f.erratum} for f in experiment.formulas],
         "params_schema": experiment.Params.model_json_schema(),
         "figures": jsonable(dict(experiment.figures(experiment.Params()))),
+        "clicks": click_inputs(experiment),
     }
 
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from app.encoding import jsonable
 from app.figures import normalise_figure
 from app.mathml import to_mathml
-from engine.core import Experiment, Section
+from engine.core import Experiment, Section, click_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +86,7 @@ def experiment_page(request: Request, slug: str) -> HTMLResponse:
         "slug": experiment.slug,
         "schema": experiment.Params.model_json_schema(),
         "figures": _figures_json(dict(figures)),
+        "clicks": click_inputs(experiment),
     }
     return templates.TemplateResponse(request, "experiment.html", {
         "experiment": experiment, "figure_names": list(figures), "page_data": page_data,

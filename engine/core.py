@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -185,6 +185,26 @@ def pick_device(preference: str | None = None) -> torch.device:
 
 
 @dataclass(frozen=True)
+class ClickInput:
+    """Clicking figure ``figure`` in the browser writes the clicked data coordinates into params.
+
+    Either ``x`` and ``y`` name two number fields that are *set* to the click (a start point),
+    or ``points`` names a string field that the click is *appended* to as ``"x,y"``, points
+    separated by ``;`` (a shape drawn point by point). Anything clicked is still validated by
+    the Params model when the run starts.
+    """
+
+    figure: str
+    x: str | None = None
+    y: str | None = None
+    points: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.points is None) == (self.x is None or self.y is None):
+            raise ValueError("ClickInput takes either x and y, or points")
+
+
+@dataclass(frozen=True)
 class Experiment:
     """Everything the app needs to list, describe, validate and run one experiment."""
 
@@ -196,6 +216,12 @@ class Experiment:
     Params: type[Params]
     figures: Callable[[Any], Mapping[str, Any]]
     run: Callable[[Any, RunContext], Iterator[Frame]]
+    clicks: tuple[ClickInput, ...] = ()
+
+
+def click_inputs(experiment: Experiment) -> list[dict[str, str | None]]:
+    """The experiment's click bindings as plain dicts (for the page and the API)."""
+    return [asdict(click) for click in experiment.clicks]
 
 
 def run_to_end(experiment: Experiment, params: Params,

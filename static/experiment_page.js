@@ -3,6 +3,7 @@
 import { ApiError, cancelRun, startRun } from "./api.js";
 import { Charts } from "./charts.js";
 import { subscribe } from "./event_stream.js";
+import { bindClicks } from "./figure_clicks.js";
 import { RunView } from "./run_view.js";
 import { SchemaForm } from "./schema_form.js";
 import { readQuery, writeQuery } from "./url_state.js";
@@ -26,6 +27,7 @@ const stopButton = find("stop");
 form.setValues(readQuery());
 writeQuery(form.values()); // drops invalid values from a pasted link, shows the defaults
 charts.draw(data.figures);
+bindClicks(find("figures"), data.clicks, form, writeQuery);
 view.setStatus("idle");
 
 let current = null; // {id, stream} of the run this page is showing

@@ -14,7 +14,17 @@ import numpy as np
 import plotly.graph_objects as go
 from pydantic import Field
 
-from engine.core import Check, Experiment, Formula, Params, Section, extend, finish, status
+from engine.core import (
+    Check,
+    ClickInput,
+    Experiment,
+    Formula,
+    Params,
+    Section,
+    extend,
+    finish,
+    status,
+)
 
 
 class TickerParams(Params):
@@ -23,6 +33,9 @@ class TickerParams(Params):
     points: int = Field(1, ge=1, le=100_000, description="Points per frame.")
     hang_s: float = Field(0.0, ge=0, le=600, description="Block this long after the first frame.")
     failure: Literal["none", "raise", "exit"] = Field("none", description="How to fail midway.")
+    x0: float = Field(0.0, ge=-100, le=100, description="Set by clicking the chart.")
+    y0: float = Field(0.0, ge=-100, le=100, description="Set by clicking the chart.")
+    shape: str = Field("", max_length=200, description="Points added by clicking the chart.")
 
 
 def ticker_figures(params: TickerParams) -> dict[str, go.Figure]:
@@ -55,4 +68,5 @@ ticker = Experiment(
     summary="Sends numbered frames; can sleep, hang or fail.",
     formulas=(Formula("line", r"y_t = t/10"),), Params=TickerParams,
     figures=ticker_figures, run=ticker_run,
+    clicks=(ClickInput("ticks", x="x0", y="y0"), ClickInput("ticks", points="shape")),
 )
