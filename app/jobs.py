@@ -25,7 +25,7 @@ from app.runs import Run
 from app.settings import Settings
 from app.store import RunStore
 from app.workers import Worker
-from engine.core import Experiment
+from engine.core import Experiment, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class RunManager:
         self._closing = False
         self._workers: list[Worker] = []
         self._threads: list[threading.Thread] = []
+        self.device = str(pick_device(settings.device))  # what the workers will run on
 
     # ----- lifecycle ------------------------------------------------------------------
 
@@ -134,7 +135,7 @@ class RunManager:
         with self._cond:
             return {
                 "status": "ok",
-                "device": self.settings.device,
+                "device": self.device,
                 "workers": [{"pid": w.pid, "alive": w.alive()} for w in self._workers],
                 "queued": len(self._pending),
                 "running": len(self._active) - len(self._pending),

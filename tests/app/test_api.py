@@ -135,3 +135,9 @@ def test_openapi_documents_every_route(client):
 def test_plotly_is_served_from_the_installed_package(client):
     response = client.get("/vendor/plotly.min.js")
     assert response.status_code == 200 and "plotly" in response.text[:2000].lower()
+
+
+def test_health_names_the_device_and_the_workers(client):
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["device"] == "cpu"
+    assert len(health["workers"]) == 2 and all(w["alive"] for w in health["workers"])
