@@ -158,7 +158,7 @@ async def stream_run(
             yield ServerSentEvent(raw_data=payload, event=event_type, id="0")
         return
     settings = request.app.state.manager.settings
-    subscription = run.subscribe(asyncio.get_running_loop(), settings.subscriber_buffer,
+    subscription = run.subscribe(asyncio.get_running_loop(), settings.subscriber_buffer_bytes,
                                  _parse_event_id(last_event_id))
     async for event in subscription.events():
         yield ServerSentEvent(raw_data=event.data, event=event.type, id=str(event.id))

@@ -99,7 +99,7 @@ class RunManager:
             idle = len(self._workers) - len(self._active)
             if len(self._pending) - max(idle, 0) >= self.settings.queue_size:
                 raise QueueFull(self.settings.retry_after_s)
-            run = Run(slug, params, figures, self.settings.event_log_size)
+            run = Run(slug, params, figures, self.settings.event_log_bytes)
             self._pending.append(run)
             self._active[run.id] = run
             self._cond.notify()

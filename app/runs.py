@@ -4,8 +4,8 @@ The run manager's thread for a worker is the only writer (``publish_frame``, ``f
 subscribers read on the event loop. A lock guards the state; each event is JSON-encoded
 once, at publish, and shared by every subscriber.
 
-Every event gets the next integer id. The last ``event_log_size`` events are kept so a
-reconnect with ``Last-Event-ID`` resumes exactly; older resumes, late subscribers and
+Every event gets the next integer id. The most recent events, up to ``log_bytes`` of JSON,
+are kept so a reconnect with ``Last-Event-ID`` resumes exactly; older resumes, late subscribers and
 subscribers that fell behind get a *snapshot* instead: one ``react`` frame per figure plus
 the metrics and progress, which is the same state they would have reached.
 """
@@ -35,11 +35,21 @@ class Event:
     data: str  # JSON
 
 
+def _copy_structure(value: Any) -> Any:
+    """Copy dicts and lists (not arrays, which frames replace rather than mutate), so a record
+    can be encoded outside the lock while the writer goes on changing the figures."""
+    if isinstance(value, dict):
+        return {k: _copy_structure(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_structure(v) for v in value]
+    return value
+
+
 class Run:
     """A run from submission to its final record."""
 
     def __init__(self, experiment: str, params: dict[str, Any], figures: dict[str, Any],
-                 event_log_size: int) -> None:
+                 log_bytes: int) -> None:
         self.id = uuid.uuid4().hex[:16]
         self.experiment = experiment
         self.params = params
@@ -56,7 +66,9 @@ class Run:
         self.cancel_requested = False
         self.last_seen = time.monotonic()
         self._seq = 0
-        self._log: deque[Event] = deque(maxlen=event_log_size)
+        self._log: deque[Event] = deque()
+        self._log_bytes = 0
+        self._log_budget = log_bytes
         self._subscribers: set[Subscription] = set()
         self._lock = threading.Lock()
 
@@ -66,6 +78,9 @@ class Run:
         self._seq += 1
         event = Event(self._seq, event_type, dumps(payload))
         self._log.append(event)
+        self._log_bytes += len(event.data)
+        while self._log_bytes > self._log_budget and len(self._log) > 1:
+            self._log_bytes -= len(self._log.popleft().data)
         for subscriber in self._subscribers:
             subscriber.offer(event)
 
@@ -125,7 +140,8 @@ class Run:
                 "id": self.id, "experiment": self.experiment, "params": self.params,
                 "status": self.status, "created_at": self.created_at,
                 "started_at": self.started_at, "finished_at": self.finished_at,
-                "device": self.device, "figures": self.state.figures, "metrics": dict(self.metrics),
+                "device": self.device, "figures": _copy_structure(self.state.figures),
+                "metrics": dict(self.metrics),
                 "progress": self.progress, "checks": list(self.checks), "error": self.error,
             }
 
@@ -151,7 +167,7 @@ class Run:
         return Event(self._seq, "done", dumps({"status": self.status, "checks": self.checks,
                                                "metrics": self.metrics}))
 
-    def subscribe(self, loop: asyncio.AbstractEventLoop, buffer: int,
+    def subscribe(self, loop: asyncio.AbstractEventLoop, buffer_bytes: int,
                   last_event_id: int | None = None) -> Subscription:
         """Register a subscriber; its first events resume after ``last_event_id`` or snapshot."""
         with self._lock:
@@ -163,7 +179,7 @@ class Run:
                     first = [self._terminal_event_locked()]
             else:
                 first = self._snapshot_locked()
-            subscription = Subscription(self, loop, buffer, first)
+            subscription = Subscription(self, loop, buffer_bytes, first)
             if not self.finished:
                 self._subscribers.add(subscription)
             return subscription
@@ -178,12 +194,13 @@ class Subscription:
     """One SSE client's bounded buffer. When it overflows, the backlog is dropped and replaced
     by one snapshot, so a stalled browser costs bounded memory and never slows the run."""
 
-    def __init__(self, run: Run, loop: asyncio.AbstractEventLoop, buffer: int,
+    def __init__(self, run: Run, loop: asyncio.AbstractEventLoop, buffer_bytes: int,
                  first: list[Event]) -> None:
         self.run = run
         self._loop = loop
-        self._buffer = buffer
+        self._budget = buffer_bytes
         self._pending: deque[Event] = deque(first)
+        self._pending_bytes = 0  # of live events; the first (snapshot or resume) is not counted
         self._overflowed = False
         self._wake = asyncio.Event()
         self._wake_scheduled = False
@@ -193,12 +210,14 @@ class Subscription:
         """Called with the run's lock held, from the writer thread."""
         if self._overflowed:
             return
-        if len(self._pending) >= self._buffer:
+        if self._pending_bytes + len(event.data) > self._budget:
             self._pending.clear()
+            self._pending_bytes = 0
             self._overflowed = True
             self.coalesced += 1
         else:
             self._pending.append(event)
+            self._pending_bytes += len(event.data)
         if not self._wake_scheduled:
             self._wake_scheduled = True
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -206,6 +225,7 @@ class Subscription:
     def _take(self) -> list[Event]:
         with self.run._lock:
             self._wake_scheduled = False
+            self._pending_bytes = 0
             if self._overflowed:
                 self._overflowed = False
                 self._pending.clear()

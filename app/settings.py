@@ -33,14 +33,15 @@ class Settings(BaseSettings):
         30.0, gt=0,
         description="A run nobody subscribed to or polled for this long is cancelled.",
     )
-    subscriber_buffer: int = Field(
-        256, ge=8, description="Events buffered per SSE subscriber before frames are coalesced."
+    subscriber_buffer_bytes: int = Field(
+        2 << 20, ge=1024,
+        description="Event bytes buffered per SSE subscriber before its backlog is coalesced.",
     )
-    event_log_size: int = Field(
-        4096, ge=16, description="Recent events kept per run for Last-Event-ID resume."
+    event_log_bytes: int = Field(
+        8 << 20, ge=1024, description="Recent event bytes kept per run for Last-Event-ID resume."
     )
     finished_in_memory: int = Field(
-        64, ge=1, description="Finished runs kept in memory (the rest are read from SQLite)."
+        32, ge=1, description="Finished runs kept in memory (the rest are read from SQLite)."
     )
     retry_after_s: int = Field(
         5, ge=1, description="Retry-After sent with 429 when the queue is full."

@@ -10,8 +10,8 @@ from app.encoding import decode
 from app.runs import Run
 
 
-def new_run(log_size=100):
-    return Run("ticker", {}, {"f": go.Figure(go.Scatter(x=[], y=[]))}, log_size)
+def new_run(log_bytes=1 << 20):
+    return Run("ticker", {}, {"f": go.Figure(go.Scatter(x=[], y=[]))}, log_bytes)
 
 
 def point(i):
@@ -31,7 +31,7 @@ async def collect(subscription, limit=10_000):
 def test_event_ids_increase_and_a_finished_run_ends_with_done():
     async def scenario():
         run = new_run()
-        sub = run.subscribe(asyncio.get_running_loop(), buffer=1000)
+        sub = run.subscribe(asyncio.get_running_loop(), buffer_bytes=1 << 20)
         run.mark_running("cpu")
         for i in range(3):
             run.publish_frame(point(i))
@@ -51,7 +51,7 @@ def test_resume_after_last_event_id_sends_exactly_the_missed_events():
         for i in range(5):
             run.publish_frame(point(i))
         run.finish("done")
-        return await collect(run.subscribe(asyncio.get_running_loop(), 1000, last_event_id=7))
+        return await collect(run.subscribe(asyncio.get_running_loop(), 1 << 20, last_event_id=7))
 
     events = asyncio.run(scenario())
     assert [e.id for e in events] == list(range(8, events[-1].id + 1))
@@ -60,12 +60,12 @@ def test_resume_after_last_event_id_sends_exactly_the_missed_events():
 
 def test_a_late_or_too_old_resume_gets_the_current_state_as_a_snapshot():
     async def scenario():
-        run = new_run(log_size=4)
+        run = new_run(log_bytes=400)  # a few events' worth
         run.mark_running("cpu")
         for i in range(10):
             run.publish_frame(point(i))
         run.finish("done")
-        return await collect(run.subscribe(asyncio.get_running_loop(), 1000, last_event_id=1))
+        return await collect(run.subscribe(asyncio.get_running_loop(), 1 << 20, last_event_id=1))
 
     events = asyncio.run(scenario())
     react = [json.loads(e.data) for e in events if e.type == "frame"]
@@ -76,12 +76,12 @@ def test_a_late_or_too_old_resume_gets_the_current_state_as_a_snapshot():
 
 def test_a_stalled_subscriber_is_coalesced_to_a_snapshot_and_memory_stays_bounded():
     async def scenario():
-        run = new_run(log_size=10_000)
-        sub = run.subscribe(asyncio.get_running_loop(), buffer=8)
+        run = new_run()
+        sub = run.subscribe(asyncio.get_running_loop(), buffer_bytes=1024)
         run.mark_running("cpu")
         for i in range(500):  # the subscriber reads nothing meanwhile
             run.publish_frame(point(i))
-            assert len(sub._pending) <= 8
+            assert sub._pending_bytes <= 1024
         run.finish("done")
         return sub, await collect(sub)
 
@@ -97,7 +97,7 @@ def test_a_stalled_subscriber_is_coalesced_to_a_snapshot_and_memory_stays_bounde
 def test_errors_end_the_stream_with_the_message():
     async def scenario():
         run = new_run()
-        sub = run.subscribe(asyncio.get_running_loop(), 100)
+        sub = run.subscribe(asyncio.get_running_loop(), 1 << 20)
         run.mark_running("cpu")
         run.finish("error", "boom")
         run.finish("done")  # a second ending is ignored
@@ -106,3 +106,12 @@ def test_errors_end_the_stream_with_the_message():
     run, events = asyncio.run(scenario())
     assert run.status == "error"
     assert events[-1].type == "error" and json.loads(events[-1].data) == {"message": "boom"}
+
+
+def test_the_resume_log_is_bounded_in_bytes():
+    run = new_run(log_bytes=2000)
+    run.mark_running("cpu")
+    for i in range(500):
+        run.publish_frame(point(i))
+    assert sum(len(e.data) for e in run._log) <= 2000
+    assert run._log[-1].id == run._seq  # the newest events are the ones kept

@@ -117,7 +117,7 @@ def test_a_client_that_disconnects_mid_stream_gets_its_run_cancelled(make_server
 
 
 def test_a_stalled_reader_neither_slows_the_run_nor_loses_the_end(make_server):
-    server = make_server(workers=1, subscriber_buffer=8)
+    server = make_server(workers=1, subscriber_buffer_bytes=4096)
     with httpx.Client(base_url=server.url) as http:
         run = start(http, steps=3000, points=5)
         with http.stream("GET", run["urls"]["events"]) as response:
