@@ -16,6 +16,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field, ValidationError
 
 from app.encoding import dumps, jsonable
+from app.figures import normalise_figure
 from app.jobs import QueueFull, RunManager
 from app.mathml import to_mathml
 from app.runs import Run
@@ -58,7 +59,8 @@ def describe(experiment: Experiment) -> dict[str, Any]:
         "formulas": [{"label": f.label, "latex": f.latex, "mathml": str(to_mathml(f.latex)),
                       "erratum": f.erratum} for f in experiment.formulas],
         "params_schema": experiment.Params.model_json_schema(),
-        "figures": jsonable(dict(experiment.figures(experiment.Params()))),
+        "figures": jsonable({name: normalise_figure(figure) for name, figure
+                             in experiment.figures(experiment.Params()).items()}),
         "clicks": click_inputs(experiment),
     }
 

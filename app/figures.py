@@ -13,9 +13,11 @@ all read this state, so it must follow Plotly.js semantics for each op:
 from __future__ import annotations
 
 import copy
+from functools import cache
 from typing import Any
 
 import numpy as np
+import plotly.io as pio
 
 
 def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
@@ -33,12 +35,25 @@ def _get_path(target: dict[str, Any], dotted: str) -> Any:
     return target
 
 
+@cache
+def default_template() -> dict[str, Any]:
+    """plotly.py's default template, which every go.Figure carries unless told otherwise."""
+    return pio.templates[pio.templates.default].to_plotly_json()
+
+
 def normalise_figure(figure: Any) -> dict[str, Any]:
-    """A plain ``{"data": [...], "layout": {...}}`` dict from a go.Figure or a dict."""
+    """A plain ``{"data": [...], "layout": {...}}`` dict from a go.Figure or a dict.
+
+    The default template (~7 kB, the same in every figure) is left out; the browser puts it
+    back from ``/vendor/plotly-template.json``. A figure's own template is kept.
+    """
     if hasattr(figure, "to_plotly_json"):
         figure = figure.to_plotly_json()
     figure = copy.deepcopy(dict(figure))
-    return {"data": list(figure.get("data", [])), "layout": dict(figure.get("layout", {}))}
+    layout = dict(figure.get("layout", {}))
+    if layout.get("template") == default_template():
+        del layout["template"]
+    return {"data": list(figure.get("data", [])), "layout": layout}
 
 
 class FigureState:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import plotly
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import api, pages
+from app.figures import default_template
 from app.jobs import RunManager
 from app.settings import Settings, get_settings
 from app.store import RunStore
@@ -50,5 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def plotly_js() -> FileResponse:
         return FileResponse(PLOTLY_JS, media_type="text/javascript",
                             headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/vendor/plotly-template.json", include_in_schema=False)
+    def plotly_template() -> JSONResponse:
+        return JSONResponse(default_template(), headers={"Cache-Control": "public, max-age=86400"})
 
     return app

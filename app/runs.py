@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.encoding import dumps
-from app.figures import FigureState
+from app.figures import FigureState, normalise_figure
 
 ACTIVE = ("queued", "running")
 TERMINAL_EVENTS = ("done", "error")
@@ -91,6 +91,8 @@ class Run:
 
     def publish_frame(self, frame: dict[str, Any]) -> None:
         """Apply a worker's frame to the state and fan it out as frame/metrics/progress events."""
+        if frame.get("op") == "react":
+            frame = {**frame, "update": normalise_figure(frame["update"])}
         with self._lock:
             if frame.get("op"):
                 self.state.apply(frame["figure"], frame["op"], frame["update"],

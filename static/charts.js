@@ -16,7 +16,20 @@ const PLOT_CONFIG = { responsive: true, displaylogo: false };
 // and the figure grows to make room.
 const NARROW_PX = 520;
 
-function fitLayout(div, layout) {
+// The server leaves plotly.py's default template out of every figure (it is ~7 kB, the
+// same in each); it is fetched once here and put back into layouts that have none.
+const defaultTemplate = fetch(new URL("../vendor/plotly-template.json", import.meta.url))
+  .then((response) => (response.ok ? response.json() : null))
+  .catch(() => null);
+
+async function withTemplate(layout) {
+  if (layout.template) return layout;
+  const template = await defaultTemplate;
+  return template ? { ...layout, template } : layout;
+}
+
+async function fitLayout(div, layout) {
+  layout = await withTemplate(layout);
   if (div.clientWidth >= NARROW_PX || layout.legend?.orientation) return layout;
   return {
     ...layout,
@@ -111,7 +124,7 @@ export class Charts {
     const decoded = decodeTypedArrays(figures ?? {});
     return Promise.all(Object.entries(decoded).map(([name, figure]) => {
       const div = this.div(name);
-      return this.enqueue(name, () => Plotly.react(div, figure.data ?? [], fitLayout(div, figure.layout ?? {}), PLOT_CONFIG));
+      return this.enqueue(name, async () => Plotly.react(div, figure.data ?? [], await fitLayout(div, figure.layout ?? {}), PLOT_CONFIG));
     }));
   }
 
@@ -119,7 +132,7 @@ export class Charts {
   apply({ figure, op, update, indices, max_points: maxPoints }) {
     const div = this.div(figure);
     const decoded = decodeTypedArrays(update);
-    return this.enqueue(figure, () => {
+    return this.enqueue(figure, async () => {
       switch (op) {
         case "extend": {
           for (const [attr, chunks] of Object.entries(decoded)) {
@@ -132,7 +145,7 @@ export class Charts {
         case "relayout":
           return Plotly.relayout(div, decoded);
         case "react":
-          return Plotly.react(div, decoded.data ?? [], fitLayout(div, decoded.layout ?? {}), PLOT_CONFIG);
+          return Plotly.react(div, decoded.data ?? [], await fitLayout(div, decoded.layout ?? {}), PLOT_CONFIG);
         default:
           throw new Error(`unknown frame op ${JSON.stringify(op)} for figure ${figure}`);
       }

@@ -141,3 +141,10 @@ def test_health_names_the_device_and_the_workers(client):
     health = client.get("/api/health").json()
     assert health["status"] == "ok" and health["device"] == "cpu"
     assert len(health["workers"]) == 2 and all(w["alive"] for w in health["workers"])
+
+
+def test_the_default_plotly_template_is_served_once_not_in_every_figure(client):
+    template = client.get("/vendor/plotly-template.json").json()
+    assert "layout" in template and "data" in template
+    for entry in client.get("/api/experiments").json():
+        assert all("template" not in fig["layout"] for fig in entry["figures"].values())

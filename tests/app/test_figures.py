@@ -2,7 +2,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from app.figures import FigureState
+from app.figures import FigureState, normalise_figure
 
 
 @pytest.fixture
@@ -44,3 +44,10 @@ def test_react_replaces_the_figure_and_unknown_names_or_ops_fail(state):
 def test_extending_a_missing_attribute_fails_as_in_plotly_js(state):
     with pytest.raises(ValueError, match="cannot extend missing"):
         state.apply("f", "extend", {"error_y.array": [np.array([1.0])]}, [0])
+
+
+def test_the_default_template_is_left_out_and_a_custom_one_kept():
+    plain = normalise_figure(go.Figure(go.Scatter(x=[1], y=[2])))
+    assert "template" not in plain["layout"]
+    dark = normalise_figure(go.Figure(layout={"template": "plotly_dark"}))
+    assert dark["layout"]["template"]["layout"]["paper_bgcolor"] != "white"
