@@ -27,6 +27,7 @@ Nothing here knows about HTTP or JSON: experiments are plain generators that tes
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -112,6 +113,7 @@ class Frame:
     metrics: dict[str, Metric] = field(default_factory=dict)
     progress: tuple[int, int] | None = None
     checks: list[Check] | None = None
+    artifact: bytes | None = None  # final frame only: what queries on this run receive
 
 
 def extend(figure: str, indices: list[int], max_points: int | None = None, **arrays) -> Frame:
@@ -143,9 +145,23 @@ def status(progress: tuple[int, int] | None = None, **metrics: Metric) -> Frame:
     return Frame(metrics=metrics, progress=progress)
 
 
-def finish(checks: list[Check], **metrics: Metric) -> Frame:
-    """The final frame of a run: the checks, and the last metrics."""
-    return Frame(metrics=metrics, checks=checks)
+def finish(checks: list[Check], artifact: bytes | None = None, **metrics: Metric) -> Frame:
+    """The final frame of a run: the checks, the last metrics and, for experiments that take
+    queries, the artifact (e.g. trained weights from :func:`pack_state`) the queries need."""
+    return Frame(metrics=metrics, checks=checks, artifact=artifact)
+
+
+def pack_state(state: Mapping[str, Any]) -> bytes:
+    """Tensors (a model's ``state_dict()``, plus plain values) as bytes for an artifact."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in state.items()},
+               buffer)
+    return buffer.getvalue()
+
+
+def unpack_state(data: bytes, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Inverse of :func:`pack_state`; ``weights_only`` so an artifact can never run code."""
+    return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
 
 
 class RunContext:
@@ -217,6 +233,19 @@ class Experiment:
     figures: Callable[[Any], Mapping[str, Any]]
     run: Callable[[Any, RunContext], Iterator[Frame]]
     clicks: tuple[ClickInput, ...] = ()
+    # Queries on a finished run (e.g. inference with the model it trained). ``Query`` is a
+    # pydantic model validated with ``context={"params": <the run's params>}``, so its
+    # validators can check a query against what was trained; ``query_figures(params, query)``
+    # gives the initial figures and ``query(params, query, artifact, ctx)`` yields frames,
+    # ``artifact`` being the bytes the run's final frame carried.
+    Query: type[BaseModel] | None = None
+    query_figures: Callable[[Any, Any], Mapping[str, Any]] | None = None
+    query: Callable[[Any, Any, bytes, RunContext], Iterator[Frame]] | None = None
+
+    def __post_init__(self) -> None:
+        parts = (self.Query, self.query_figures, self.query)
+        if any(p is not None for p in parts) and not all(p is not None for p in parts):
+            raise ValueError(f"{self.slug}: Query, query_figures and query go together")
 
 
 def click_inputs(experiment: Experiment) -> list[dict[str, str | None]]:
