@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -62,6 +62,7 @@ def describe(experiment: Experiment) -> dict[str, Any]:
         "figures": jsonable({name: normalise_figure(figure) for name, figure
                              in experiment.figures(experiment.Params()).items()}),
         "clicks": click_inputs(experiment),
+        "query_schema": experiment.Query.model_json_schema() if experiment.Query else None,
     }
 
 
@@ -89,15 +90,25 @@ def get_experiment(slug: str, manager: Manager) -> dict[str, Any]:
 )
 def create_run(request: RunRequest, manager: Manager, response: Response) -> RunCreated:
     experiment = _experiment(manager, request.experiment)
+    params = _validated(experiment.Params, request.params, ("body", "params"))
+    return _queued(manager, response, experiment.slug, params.model_dump(mode="json"))
+
+
+def _validated(model: type[BaseModel], value: dict[str, Any], root: tuple[str, ...],
+               context: dict[str, Any] | None = None) -> BaseModel:
     try:
-        params = experiment.Params.model_validate(request.params)
+        return model.model_validate(value, context=context)
     except ValidationError as exc:
-        # Re-rooted under body.params so the field is named as the client sent it.
+        # Re-rooted under ``root`` so the field is named as the client sent it.
         raise RequestValidationError(
-            [{**e, "loc": ("body", "params", *e["loc"])} for e in exc.errors(include_url=False)]
+            [{**e, "loc": (*root, *e["loc"])} for e in exc.errors(include_url=False)]
         ) from None
+
+
+def _queued(manager: RunManager, response: Response, slug: str, params: dict[str, Any],
+            **query: Any) -> RunCreated:
     try:
-        run = manager.submit(experiment.slug, params.model_dump(mode="json"))
+        run = manager.submit(slug, params, **query)
     except QueueFull as exc:
         retry = {"Retry-After": str(exc.retry_after_s)}
         raise HTTPException(429, str(exc), headers=retry) from None
@@ -105,6 +116,35 @@ def create_run(request: RunRequest, manager: Manager, response: Response) -> Run
             "page": f"/runs/{run.id}"}
     response.headers["Location"] = urls["self"]
     return RunCreated(id=run.id, experiment=run.experiment, status=run.status, urls=urls)
+
+
+@router.post(
+    "/runs/{run_id}/queries", status_code=201,
+    summary="Query a finished run (e.g. the model it trained) with new input",
+    description="The body is the experiment's query, see its `query_schema`. The answer is a "
+                "run of its own: stream it, poll it and cancel it like any other.",
+    responses={404: {"description": "Run not found"},
+               409: {"description": "The experiment takes no queries, or the run is not done"},
+               422: {"description": "A query field is invalid; `loc` names it"},
+               429: {"description": "The queue is full; see Retry-After"}},
+)
+def query_run(run_id: str, query: Annotated[dict[str, Any], Body()], manager: Manager,
+              response: Response) -> RunCreated:
+    record = manager.info(run_id)
+    if record is None:
+        raise HTTPException(404, "Run not found")
+    experiment = _experiment(manager, record["experiment"])
+    if experiment.Query is None:
+        raise HTTPException(409, f"Experiment {experiment.slug!r} takes no queries")
+    if record.get("query") is not None:
+        raise HTTPException(409, "This run is itself a query; query the run it came from")
+    artifact = manager.artifact(run_id)
+    if record["status"] != "done" or artifact is None:
+        raise HTTPException(409, f"Run is {record['status']}; only a finished run can be queried")
+    params = experiment.Params.model_validate(record["params"])
+    asked = _validated(experiment.Query, query, ("body",), context={"params": params})
+    return _queued(manager, response, experiment.slug, record["params"],
+                   query=asked.model_dump(mode="json"), parent=run_id, artifact=artifact)
 
 
 def _record_or_404(record: dict[str, Any] | None) -> JSONResponse:

@@ -92,18 +92,34 @@ class RunManager:
 
     # ----- API used by the routes -----------------------------------------------------
 
-    def submit(self, slug: str, params: dict[str, Any]) -> Run:
-        """Queue a run of validated ``params``; raises QueueFull when no slot can take it."""
-        figures = self.registry[slug].figures(self.registry[slug].Params.model_validate(params))
+    def submit(self, slug: str, params: dict[str, Any], query: dict[str, Any] | None = None,
+               parent: str | None = None, artifact: bytes | None = None) -> Run:
+        """Queue a run of validated ``params`` (or a ``query`` on the finished run ``parent``,
+        with its ``artifact``); raises QueueFull when no slot can take it."""
+        experiment = self.registry[slug]
+        model = experiment.Params.model_validate(params)
+        if query is None:
+            figures = experiment.figures(model)
+        else:
+            asked = experiment.Query.model_validate(query, context={"params": model})
+            figures = experiment.query_figures(model, asked)
         with self._cond:
             idle = len(self._workers) - len(self._active)
             if len(self._pending) - max(idle, 0) >= self.settings.queue_size:
                 raise QueueFull(self.settings.retry_after_s)
-            run = Run(slug, params, figures, self.settings.event_log_bytes)
+            run = Run(slug, params, figures, self.settings.event_log_bytes, query, parent)
+            run.input_artifact = artifact
             self._pending.append(run)
             self._active[run.id] = run
             self._cond.notify()
         return run
+
+    def artifact(self, run_id: str) -> bytes | None:
+        """What a finished run left for queries (its trained weights, say), if anything."""
+        run = self.get(run_id)
+        if run is not None:
+            return run.artifact if run.status == "done" else None
+        return self.store.load_artifact(run_id)
 
     def get(self, run_id: str) -> Run | None:
         """A run still in memory (queued, running or recently finished)."""
@@ -154,6 +170,9 @@ class RunManager:
         run.finish(status, error)
         record = run.record()
         self.store.save(record, dumps(record))
+        if run.artifact is not None and run.status == "done":
+            self.store.save_artifact(run.id, run.artifact)
+        run.input_artifact = None  # the parent keeps it; no need to hold a second copy
         with self._cond:
             self._active.pop(run.id, None)
             self._finished[run.id] = run
@@ -173,7 +192,7 @@ class RunManager:
         if not worker.alive():
             worker.replace()
         worker.cancel.clear()
-        worker.conn.send((run.id, run.experiment, run.params))
+        worker.conn.send((run.id, run.experiment, run.params, run.query, run.input_artifact))
         limit = self.settings.run_time_limit_s
         # The limit counts from "started": a freshly replaced worker first imports torch.
         deadline = time.monotonic() + max(limit, _WORKER_START_S)

@@ -90,7 +90,13 @@ def experiment_page(request: Request, slug: str) -> HTMLResponse:
     }
     return templates.TemplateResponse(request, "experiment.html", {
         "experiment": experiment, "figure_names": list(figures), "page_data": page_data,
+        "query_schema": _query_schema(experiment),
     })
+
+
+def _query_schema(experiment: Experiment | None) -> dict[str, Any] | None:
+    """The Query JSON Schema of an experiment that answers queries on finished runs."""
+    return experiment.Query.model_json_schema() if experiment and experiment.Query else None
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
@@ -112,6 +118,8 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
     return templates.TemplateResponse(request, "run.html", {
         "run": info, "experiment": experiment, "params": params, "fields": fields,
         "figure_names": figure_names, "rerun_query": _query_string(params),
+        # A query run is answered, not asked again: only original runs offer queries.
+        "query_schema": None if info.get("query") else _query_schema(experiment),
     })
 
 

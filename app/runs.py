@@ -49,10 +49,15 @@ class Run:
     """A run from submission to its final record."""
 
     def __init__(self, experiment: str, params: dict[str, Any], figures: dict[str, Any],
-                 log_bytes: int) -> None:
+                 log_bytes: int, query: dict[str, Any] | None = None,
+                 parent: str | None = None) -> None:
         self.id = uuid.uuid4().hex[:16]
         self.experiment = experiment
         self.params = params
+        self.query = query  # set for a query on a finished run (``parent``)
+        self.parent = parent
+        self.artifact: bytes | None = None  # what this run leaves for queries on it
+        self.input_artifact: bytes | None = None  # what a query run gets from its parent
         self.status = "queued"
         self.created_at = time.time()
         self.started_at: float | None = None
@@ -108,6 +113,8 @@ class Run:
                 self._publish_locked("progress", self.progress)
             if frame.get("checks") is not None:
                 self.checks = frame["checks"]
+            if frame.get("artifact") is not None:
+                self.artifact = frame["artifact"]
 
     def finish(self, status: str, error: str | None = None) -> None:
         """End the run: ``done``/``cancelled`` send a ``done`` event, ``error`` an ``error`` one."""
@@ -140,6 +147,7 @@ class Run:
         with self._lock:
             return {
                 "id": self.id, "experiment": self.experiment, "params": self.params,
+                "query": self.query, "parent": self.parent,
                 "status": self.status, "created_at": self.created_at,
                 "started_at": self.started_at, "finished_at": self.finished_at,
                 "device": self.device, "figures": _copy_structure(self.state.figures),

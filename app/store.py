@@ -23,6 +23,10 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at   REAL NOT NULL,
     finished_at  REAL,
     record       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id       TEXT PRIMARY KEY REFERENCES runs(id),
+    data         BLOB NOT NULL
 )
 """
 
@@ -35,7 +39,7 @@ class RunStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=5.0)
@@ -53,6 +57,26 @@ class RunStore:
         except sqlite3.Error as exc:
             log.error("could not save run %s to %s: %s", record["id"], self.path, exc)
             return False
+
+    def save_artifact(self, run_id: str, data: bytes) -> bool:
+        """Keep what queries on a finished run need (e.g. its trained weights)."""
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?)", (run_id, data))
+            return True
+        except sqlite3.Error as exc:
+            log.error("could not save the artifact of run %s to %s: %s", run_id, self.path, exc)
+            return False
+
+    def load_artifact(self, run_id: str) -> bytes | None:
+        try:
+            with closing(self._connect()) as db:
+                row = db.execute("SELECT data FROM artifacts WHERE run_id = ?",
+                                 (run_id,)).fetchone()
+        except sqlite3.Error as exc:
+            log.error("could not read the artifact of run %s from %s: %s", run_id, self.path, exc)
+            return None
+        return bytes(row[0]) if row else None
 
     def load(self, run_id: str) -> dict[str, Any] | None:
         try:

@@ -1,9 +1,10 @@
 """Long-lived worker processes that execute runs, one at a time each.
 
 The boundary is deliberately narrow, so a distributed backend can replace it later:
-a run goes in as ``(run_id, slug, params)``, frames come out as a stream of messages, and
-cancel goes in as a signal (a shared ``multiprocessing.Event``). Workers use ``spawn``
-(safe with CUDA) and import torch once, at start.
+a run goes in as ``(run_id, slug, params, query, artifact)`` (the last two only for a query
+on a finished run), frames come out as a stream of messages, and cancel goes in as a signal
+(a shared ``multiprocessing.Event``). Workers use ``spawn`` (safe with CUDA) and import torch
+once, at start.
 
 Messages from a worker: ``("started", device)``, ``("frame", frame_dict)``,
 ``("finished", "done" | "cancelled")``, ``("error", message)``.
@@ -48,6 +49,7 @@ def frame_message(frame: Any) -> dict[str, Any]:
                     for k, v in frame.metrics.items()},
         "progress": tuple(frame.progress) if frame.progress is not None else None,
         "checks": [c.as_dict() for c in frame.checks] if frame.checks is not None else None,
+        "artifact": frame.artifact,
     }
 
 
@@ -68,13 +70,18 @@ def worker_main(conn: Connection, cancel: Any, device: str, extra: list[str]) ->
             return
         if task is None:
             return
-        run_id, slug, params = task
+        run_id, slug, params, query, artifact = task
         try:
             experiment = registry[slug]
             model = experiment.Params.model_validate(params)
             ctx = RunContext(seed=model.seed, device=torch_device, should_stop=cancel.is_set)
+            if query is None:
+                frames = experiment.run(model, ctx)
+            else:
+                asked = experiment.Query.model_validate(query, context={"params": model})
+                frames = experiment.query(model, asked, artifact, ctx)
             conn.send(("started", str(torch_device)))
-            for frame in experiment.run(model, ctx):
+            for frame in frames:
                 conn.send(("frame", frame_message(frame)))
                 if cancel.is_set():
                     break

@@ -10,7 +10,9 @@ export class ApiError extends Error {
   }
 }
 
-async function errorFrom(response) {
+// Where a 422's `loc` names a field: ["body", "params", name] for runs, ["body", name] for
+// queries on a run.
+async function errorFrom(response, fieldRoot = ["body", "params"]) {
   let detail = null;
   try {
     detail = (await response.json()).detail;
@@ -27,7 +29,8 @@ async function errorFrom(response) {
     for (const { loc = [], msg: raw } of detail) {
       const msg = String(raw).replace(/^Value error, /, ""); // pydantic's prefix says nothing here
       // ["body", "params", "gamma"] names a field; anything shorter is about the request.
-      const field = loc[0] === "body" && loc[1] === "params" && loc.length > 2 ? loc[2] : null;
+      const named = loc.length > fieldRoot.length && fieldRoot.every((key, i) => loc[i] === key);
+      const field = named ? loc[fieldRoot.length] : null;
       if (field !== null) (fieldErrors[field] ??= []).push(msg);
       else other.push(loc.length ? `${loc.join(".")}: ${msg}` : msg);
     }
@@ -38,7 +41,7 @@ async function errorFrom(response) {
   return new ApiError(text, { status: response.status });
 }
 
-async function request(method, url, body) {
+async function request(method, url, body, fieldRoot) {
   const options = { method, headers: { Accept: "application/json" } };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
@@ -50,13 +53,18 @@ async function request(method, url, body) {
   } catch (error) {
     throw new ApiError(`Cannot reach the server (${error.message}).`, { status: 0 });
   }
-  if (!response.ok) throw await errorFrom(response);
+  if (!response.ok) throw await errorFrom(response, fieldRoot);
   return response.json();
 }
 
 /** POST /api/runs: {id, experiment, status, urls: {self, events, page}}. */
 export function startRun(api, experiment, params) {
   return request("POST", `${api}/runs`, { experiment, params });
+}
+
+/** POST /api/runs/{id}/queries: ask a finished run; the answer is a run of its own. */
+export function queryRun(api, id, query) {
+  return request("POST", `${api}/runs/${encodeURIComponent(id)}/queries`, query, ["body"]);
 }
 
 /** GET /api/runs/{id}: the run's status and result. */

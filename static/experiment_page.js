@@ -4,6 +4,7 @@ import { ApiError, cancelRun, startRun } from "./api.js";
 import { Charts } from "./charts.js";
 import { subscribe } from "./event_stream.js";
 import { bindClicks } from "./figure_clicks.js";
+import { QueryPanel } from "./query_panel.js";
 import { RunView } from "./run_view.js";
 import { SchemaForm } from "./schema_form.js";
 import { readQuery, writeQuery } from "./url_state.js";
@@ -28,6 +29,10 @@ form.setValues(readQuery());
 writeQuery(form.values()); // drops invalid values from a pasted link, shows the defaults
 charts.draw(data.figures);
 bindClicks(find("figures"), data.clicks, form, writeQuery);
+const querySection = find("query");
+const queries = querySection
+  ? new QueryPanel(querySection, { api, mathmlUrl: page.dataset.mathmlUrl })
+  : null;
 view.setStatus("idle");
 
 let current = null; // {id, stream} of the run this page is showing
@@ -52,6 +57,7 @@ async function run() {
   }
   form.clearErrors();
   view.reset();
+  queries?.attach(null);
   view.setStatus("starting");
   setRunning(true);
   let created;
@@ -79,6 +85,7 @@ async function run() {
       view.setMetrics(metrics);
       view.setChecks(checks);
       if (current === thisRun) finish(status);
+      if (current === thisRun && status === "done") queries?.attach(thisRun.id);
     },
     error: ({ message }) => {
       view.showError(message);

@@ -3,6 +3,7 @@
 import { eventsUrl, getRun } from "./api.js";
 import { Charts } from "./charts.js";
 import { subscribe } from "./event_stream.js";
+import { QueryPanel } from "./query_panel.js";
 import { RunView } from "./run_view.js";
 
 const ACTIVE = ["queued", "running"];
@@ -18,6 +19,11 @@ const charts = new Charts(page.querySelector('[data-role="figures"]'), {
   },
 });
 
+const querySection = page.querySelector('[data-role="query"]');
+const queries = querySection
+  ? new QueryPanel(querySection, { api, mathmlUrl: page.dataset.mathmlUrl })
+  : null;
+
 for (const time of page.querySelectorAll("time[datetime]")) {
   time.textContent = new Date(time.dateTime).toLocaleString();
 }
@@ -32,6 +38,7 @@ function follow() {
       view.setMetrics(metrics);
       view.setChecks(checks);
       view.setStatus(status);
+      if (status === "done") queries?.attach(runId);
     },
     error: ({ message }) => {
       view.showError(message);
@@ -48,6 +55,7 @@ function show(run) {
   view.setProgress(run.progress);
   view.setChecks(run.checks);
   if (run.error) view.showError(run.error);
+  if (run.status === "done") queries?.attach(runId);
 }
 
 try {

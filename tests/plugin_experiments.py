@@ -12,7 +12,8 @@ from typing import Literal
 
 import numpy as np
 import plotly.graph_objects as go
-from pydantic import Field
+import torch
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from engine.core import (
     Check,
@@ -23,7 +24,10 @@ from engine.core import (
     Section,
     extend,
     finish,
+    pack_state,
+    restyle,
     status,
+    unpack_state,
 )
 
 
@@ -60,7 +64,35 @@ def ticker_run(params: TickerParams, ctx):
             time.sleep(params.hang_s)  # a stuck computation: no frames, no should_stop()
         if params.delay_s:
             time.sleep(params.delay_s)
-    yield finish([Check("sum", r"\sum_t y_t", total, total, "=", True)], total=total)
+    yield finish([Check("sum", r"\sum_t y_t", total, total, "=", True)],
+                 artifact=pack_state({"total": torch.tensor(total, dtype=torch.float64)}),
+                 total=total)
+
+
+class TickerQuery(BaseModel):
+    """Scale the finished run's total; ``step`` must be one the run made."""
+
+    scale: float = Field(2.0, ge=-10, le=10, description="Factor applied to the run's total.")
+    step: int = Field(0, ge=0, description="A step of the run, below its number of steps.")
+
+    @field_validator("step")
+    @classmethod
+    def _within_run(cls, step: int, info: ValidationInfo) -> int:
+        steps = info.context["params"].steps
+        if step >= steps:
+            raise ValueError(f"step must be below the run's {steps} steps, got {step}")
+        return step
+
+
+def ticker_query_figures(params: TickerParams, query: TickerQuery) -> dict[str, go.Figure]:
+    return {"answer": go.Figure(go.Bar(x=["total", "scaled"], y=[0.0, 0.0]))}
+
+
+def ticker_query(params: TickerParams, query: TickerQuery, artifact: bytes, ctx):
+    total = float(unpack_state(artifact, ctx.device)["total"])
+    yield restyle("answer", [0], y=[np.array([total, query.scale * total])])
+    yield finish([Check("scaled", r"s \cdot \sum_t y_t", query.scale * total,
+                        query.scale * total, "=", True)], scaled=query.scale * total)
 
 
 ticker = Experiment(
@@ -69,4 +101,5 @@ ticker = Experiment(
     formulas=(Formula("line", r"y_t = t/10"),), Params=TickerParams,
     figures=ticker_figures, run=ticker_run,
     clicks=(ClickInput("ticks", x="x0", y="y0"), ClickInput("ticks", points="shape")),
+    Query=TickerQuery, query_figures=ticker_query_figures, query=ticker_query,
 )

@@ -148,3 +148,41 @@ def test_the_default_plotly_template_is_served_once_not_in_every_figure(client):
     assert "layout" in template and "data" in template
     for entry in client.get("/api/experiments").json():
         assert all("template" not in fig["layout"] for fig in entry["figures"].values())
+
+
+def test_a_finished_run_answers_queries_as_runs_of_their_own(client):
+    run = start(client, steps=4, points=20)
+    total = events_of(client, run)[-1].data["metrics"]["total"]
+    asked = client.post(f"/api/runs/{run['id']}/queries", json={"scale": 3, "step": 1})
+    assert asked.status_code == 201, asked.text
+    answer = asked.json()
+    last = events_of(client, answer)[-1]
+    assert last.type == "done" and last.data["metrics"]["scaled"] == pytest.approx(3 * total)
+    record = client.get(f"/api/runs/{answer['id']}").json()
+    assert record["parent"] == run["id"] and record["query"] == {"scale": 3.0, "step": 1}
+    assert decode(record["figures"]["answer"]["data"][0]["y"]) == pytest.approx(
+        [total, 3 * total])
+
+
+def test_queries_are_validated_against_the_run_they_ask(client):
+    run = start(client, steps=4)
+    events_of(client, run)
+    too_far = client.post(f"/api/runs/{run['id']}/queries", json={"step": 4})
+    assert too_far.status_code == 422
+    assert too_far.json()["detail"][0]["loc"] == ["body", "step"]
+    assert "below the run's 4 steps" in too_far.json()["detail"][0]["msg"]
+    assert client.post(f"/api/runs/{run['id']}/queries", json={"scale": 99}).status_code == 422
+    assert client.post("/api/runs/nope/queries", json={}).status_code == 404
+
+
+def test_only_finished_runs_of_experiments_with_queries_can_be_queried(client):
+    failed = start(client, steps=4, failure="raise")
+    events_of(client, failed)
+    refused = client.post(f"/api/runs/{failed['id']}/queries", json={})
+    assert refused.status_code == 409 and "only a finished run" in refused.json()["detail"]
+    perceptron = start(client, "perceptron", s=20)
+    events_of(client, perceptron)
+    refused = client.post(f"/api/runs/{perceptron['id']}/queries", json={})
+    assert refused.status_code == 409 and "takes no queries" in refused.json()["detail"]
+    schemas = {e["slug"]: e["query_schema"] for e in client.get("/api/experiments").json()}
+    assert schemas["perceptron"] is None and "scale" in schemas["ticker"]["properties"]

@@ -19,7 +19,7 @@ def start(http, **params):
     return response.json()
 
 
-def wait_for_status(http, run_id, wanted, timeout=20.0):
+def wait_for_status(http, run_id, wanted, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = http.get(f"/api/runs/{run_id}").json()["status"]
@@ -145,3 +145,7 @@ def test_finished_runs_survive_a_restart(make_server, tmp_path):
         replay = list(iter_events(http, run["urls"]["events"]))
         assert replay[-1].type == "done" and replay[-1].data["checks"] == before["checks"]
         assert http.get(f"/runs/{run['id']}").status_code == 200
+        asked = http.post(f"/api/runs/{run['id']}/queries", json={"scale": 2})  # stored weights
+        assert asked.status_code == 201, asked.text
+        last = list(iter_events(http, asked.json()["urls"]["events"]))[-1]
+        assert last.data["metrics"]["scaled"] == 2 * before["metrics"]["total"]

@@ -72,7 +72,7 @@ def test_stop_cancels_a_run(page, console_errors):
     drawn = points_in(page, "ticks", 0)
     assert 0 < drawn < 2000
 
-    page.goto(page.locator("[data-role=run-link]").get_attribute("href"))
+    page.goto(page.locator("[data-role=run-link]").first.get_attribute("href"))
     page.wait_for_selector("[data-role=status][data-status=cancelled]")
     assert console_errors == []
 
@@ -81,7 +81,7 @@ def test_a_failing_run_shows_its_error(page, console_errors):
     page.goto("/e/ticker?steps=20&failure=raise")
     page.get_by_role("button", name="Run").click()
     page.wait_for_selector("[data-role=status][data-status=error]")
-    assert "ticker failed on purpose" in page.locator("[data-role=error]").inner_text()
+    assert "ticker failed on purpose" in page.locator("[data-role=error]").first.inner_text()
     assert page.get_by_role("button", name="Run").is_enabled()
     assert console_errors == []
 
