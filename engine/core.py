@@ -234,7 +234,7 @@ class Experiment:
     run: Callable[[Any, RunContext], Iterator[Frame]]
     clicks: tuple[ClickInput, ...] = ()
     # Queries on a finished run (e.g. inference with the model it trained). ``Query`` is a
-    # pydantic model validated with ``context={"params": <the run's params>}``, so its
+    # pydantic model validated with ``context={"params": <the run's Params instance>}``, so its
     # validators can check a query against what was trained; ``query_figures(params, query)``
     # gives the initial figures and ``query(params, query, artifact, ctx)`` yields frames,
     # ``artifact`` being the bytes the run's final frame carried.
