@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
@@ -48,8 +49,10 @@ class RunCreated(BaseModel):
     urls: dict[str, str]
 
 
+@cache
 def describe(experiment: Experiment) -> dict[str, Any]:
-    """An experiment as the catalogue, the browser form and API clients see it."""
+    """An experiment as the catalogue, the browser form and API clients see it (computed once:
+    its default figures, schemas and MathML do not change while the server runs)."""
     return {
         "slug": experiment.slug,
         "title": experiment.title,
