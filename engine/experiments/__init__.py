@@ -1,7 +1,15 @@
 """The registry: every experiment of the playground, by slug, in cheat-sheet order."""
 
 from engine.core import Experiment
-from engine.experiments import cover, hopfield, perceptron
+from engine.experiments import (
+    attention,
+    cover,
+    gelu,
+    hopfield,
+    perceptron,
+    positional_encoding,
+    vit_patches,
+)
 
 EXPERIMENTS: dict[str, Experiment] = {
     e.slug: e
@@ -9,5 +17,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         perceptron.experiment,
         cover.experiment,
         hopfield.experiment,
+        attention.experiment,
+        positional_encoding.experiment,
+        vit_patches.experiment,
+        gelu.experiment,
     )
 }
