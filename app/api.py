@@ -102,9 +102,11 @@ def _validated(model: type[BaseModel], value: dict[str, Any], root: tuple[str, .
     try:
         return model.model_validate(value, context=context)
     except ValidationError as exc:
-        # Re-rooted under ``root`` so the field is named as the client sent it.
+        # Re-rooted under ``root`` so the field is named as the client sent it; the rejected
+        # input is echoed JSON-safe (a NaN or inf start would otherwise fail the 422 itself).
         raise RequestValidationError(
-            [{**e, "loc": (*root, *e["loc"])} for e in exc.errors(include_url=False)]
+            [{**e, "loc": (*root, *e["loc"]), "input": jsonable(e.get("input"))}
+             for e in exc.errors(include_url=False)]
         ) from None
 
 

@@ -18,10 +18,12 @@ export function dataPoint(div, event) {
   const xaxis = layout?.xaxis;
   const yaxis = layout?.yaxis;
   if (!xaxis?.p2d || !yaxis?.p2d) return null;
+  // Pixels from each axis's own start: an axis need not fill the plot area (a domain, or
+  // constrain: "domain" on a chart with a fixed aspect ratio).
   const box = div.getBoundingClientRect();
-  const px = event.clientX - box.left - layout._size.l;
-  const py = event.clientY - box.top - layout._size.t;
-  if (px < 0 || py < 0 || px > layout._size.w || py > layout._size.h) return null;
+  const px = event.clientX - box.left - xaxis._offset;
+  const py = event.clientY - box.top - yaxis._offset;
+  if (px < 0 || py < 0 || px > xaxis._length || py > yaxis._length) return null;
   const x = xaxis.p2d(px);
   const y = yaxis.p2d(py);
   return Number.isFinite(x) && Number.isFinite(y) ? { x, y } : null;

@@ -34,7 +34,8 @@ function follow() {
     frame: (frame) => charts.apply(frame),
     metrics: (metrics) => view.setMetrics(metrics),
     progress: (progress) => view.setProgress(progress),
-    done: ({ status, checks, metrics }) => {
+    done: async ({ status, checks, metrics }) => {
+      await charts.settled(); // done once every chart update of the run is drawn
       view.setMetrics(metrics);
       view.setChecks(checks);
       view.setStatus(status);
