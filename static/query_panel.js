@@ -74,7 +74,8 @@ export class QueryPanel {
       frame: (frame) => this.charts.apply(frame),
       metrics: (metrics) => this.view.setMetrics(metrics),
       progress: (progress) => this.view.setProgress(progress),
-      done: ({ status, checks, metrics }) => {
+      done: async ({ status, checks, metrics }) => {
+        await this.charts.settled(); // done once every chart update of the answer is drawn
         this.view.setMetrics(metrics);
         this.view.setChecks(checks);
         end(status);
