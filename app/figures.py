@@ -42,7 +42,8 @@ def default_template() -> dict[str, Any]:
 
 
 def normalise_figure(figure: Any) -> dict[str, Any]:
-    """A plain ``{"data": [...], "layout": {...}}`` dict from a go.Figure or a dict.
+    """A plain ``{"data": [...], "layout": {...}}`` dict (plus ``"frames"`` when the figure
+    has animation frames) from a go.Figure or a dict.
 
     The default template (~7 kB, the same in every figure) is left out; the browser puts it
     back from ``/vendor/plotly-template.json``. A figure's own template is kept.
@@ -53,7 +54,10 @@ def normalise_figure(figure: Any) -> dict[str, Any]:
     layout = dict(figure.get("layout", {}))
     if layout.get("template") == default_template():
         del layout["template"]
-    return {"data": list(figure.get("data", [])), "layout": layout}
+    normal = {"data": list(figure.get("data", [])), "layout": layout}
+    if figure.get("frames"):  # animation frames (a slider's steps) travel with their figure
+        normal["frames"] = list(figure["frames"])
+    return normal
 
 
 class FigureState:

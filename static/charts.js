@@ -28,6 +28,26 @@ async function withTemplate(layout) {
   return template ? { ...layout, template } : layout;
 }
 
+// Plotly calls resolve at once, so a queue of them would run as one long task: nothing would
+// be painted until a burst of frames was drawn, and an animation (a sample cloud moving with
+// t) would show only its last state. After BREATHE_MS of drawing the queue yields, so the
+// browser paints and handles input before it goes on.
+const BREATHE_MS = 40;
+let lastBreath = performance.now();
+
+async function breathe() {
+  if (performance.now() - lastBreath < BREATHE_MS) return;
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  lastBreath = performance.now();
+}
+
+// The whole figure goes to Plotly.react so that its `frames` (the steps a slider animates
+// through) come along; `frames: []` clears those of the figure it replaces.
+async function reactFigure(div, figure) {
+  const layout = await fitLayout(div, figure.layout ?? {});
+  return Plotly.react(div, { data: figure.data ?? [], layout, frames: figure.frames ?? [], config: PLOT_CONFIG });
+}
+
 async function fitLayout(div, layout) {
   layout = await withTemplate(layout);
   if (div.clientWidth >= NARROW_PX || layout.legend?.orientation) return layout;
@@ -114,17 +134,17 @@ export class Charts {
 
   enqueue(name, call) {
     const previous = this.queues.get(name) ?? Promise.resolve();
-    const next = previous.then(call).catch((error) => this.onError(error));
+    const next = previous.then(breathe).then(call).catch((error) => this.onError(error));
     this.queues.set(name, next);
     return next;
   }
 
-  /** Draw whole figures: {name: {data, layout}}. */
+  /** Draw whole figures: {name: {data, layout, frames?}}. */
   draw(figures) {
     const decoded = decodeTypedArrays(figures ?? {});
     return Promise.all(Object.entries(decoded).map(([name, figure]) => {
       const div = this.div(name);
-      return this.enqueue(name, async () => Plotly.react(div, figure.data ?? [], await fitLayout(div, figure.layout ?? {}), PLOT_CONFIG));
+      return this.enqueue(name, () => reactFigure(div, figure));
     }));
   }
 
@@ -145,7 +165,7 @@ export class Charts {
         case "relayout":
           return Plotly.relayout(div, decoded);
         case "react":
-          return Plotly.react(div, decoded.data ?? [], await fitLayout(div, decoded.layout ?? {}), PLOT_CONFIG);
+          return reactFigure(div, decoded);
         default:
           throw new Error(`unknown frame op ${JSON.stringify(op)} for figure ${figure}`);
       }

@@ -13,6 +13,19 @@ from app.settings import Settings
 from tests.servers import PLUGIN, Server
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """In-process runs get one torch thread, as the server's workers do (app/workers.py): the
+    experiments' small tensor ops gain nothing from more, and on a busy 2-core machine two
+    threads waiting on each other make them ~10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def client(tmp_path_factory) -> Iterator[TestClient]:
     """One app for the in-process API tests: two workers, the ticker plug-in, a temp database."""

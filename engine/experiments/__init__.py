@@ -4,6 +4,7 @@ from engine.core import Experiment
 from engine.experiments import (
     attention,
     cover,
+    diffusion,
     gelu,
     hopfield,
     optimizers,
@@ -23,5 +24,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         positional_encoding.experiment,
         vit_patches.experiment,
         gelu.experiment,
+        diffusion.experiment,
     )
 }
