@@ -27,6 +27,7 @@ from engine.experiments.attention import (
     model_config,
     probe_example,
 )
+from tests.engine.frames import same_frames
 
 SMALL = dict(length=4, layers=1, width=16, heads=2, q=4, steps=30)  # ~0.2 s
 
@@ -186,32 +187,15 @@ def test_beta_scales_one_over_root_q():
     assert entropy(0.25) > entropy(1.0) > entropy(4.0)
 
 
-def _same_frames(a, b) -> bool:
-    if len(a) != len(b):
-        return False
-    for fa, fb in zip(a, b, strict=True):
-        if (fa.figure, fa.op, fa.indices, fa.progress, fa.metrics) != (
-                fb.figure, fb.op, fb.indices, fb.progress, fb.metrics):
-            return False
-        for key in (fa.update or {}):
-            for va, vb in zip(fa.update[key], fb.update[key], strict=True):
-                same = (np.array_equal(va, vb, equal_nan=True) if isinstance(va, np.ndarray)
-                        else va == vb)
-                if not same:
-                    return False
-        if [c.as_dict() for c in fa.checks or []] != [c.as_dict() for c in fb.checks or []]:
-            return False
-    return True
-
 
 def test_same_seed_same_frames():
     params = AttentionParams(seed=5, **SMALL)
     first = run_to_end(experiment, params)
     second = run_to_end(experiment, params)
-    assert _same_frames(first, second)
+    assert same_frames(first, second)
     a, b = unpack_state(first[-1].artifact), unpack_state(second[-1].artifact)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not _same_frames(first, run_to_end(experiment, AttentionParams(seed=6, **SMALL)))
+    assert not same_frames(first, run_to_end(experiment, AttentionParams(seed=6, **SMALL)))
 
 
 def test_cancellation_stops_without_checks():

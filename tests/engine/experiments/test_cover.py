@@ -28,6 +28,7 @@ from engine.experiments.cover import (
     separable_probability,
     z_score,
 )
+from tests.engine.frames import same_frames
 
 SMALL = dict(n_min=2, n_max=4, trials=20)  # a run of ~0.1 s for the property tests
 
@@ -166,33 +167,12 @@ def test_default_run_passes_all_checks():
     assert progress[-1] == (len(points), len(points))
 
 
-def _same_frames(a, b) -> bool:
-    if len(a) != len(b):
-        return False
-    for fa, fb in zip(a, b, strict=True):
-        if (fa.figure, fa.op, fa.indices, fa.progress, fa.metrics) != (
-            fb.figure, fb.op, fb.indices, fb.progress, fb.metrics
-        ):
-            return False
-        if (fa.update is None) != (fb.update is None):
-            return False
-        if fa.update is not None:
-            if fa.update.keys() != fb.update.keys():
-                return False
-            for key in fa.update:
-                for va, vb in zip(fa.update[key], fb.update[key], strict=True):
-                    if not np.array_equal(va, vb):
-                        return False
-        if [c.as_dict() for c in fa.checks or []] != [c.as_dict() for c in fb.checks or []]:
-            return False
-    return True
-
 
 def test_same_seed_same_frames():
     params = CoverParams(seed=7, **SMALL)
     first = run_to_end(experiment, params)
-    assert _same_frames(first, run_to_end(experiment, params))
-    assert not _same_frames(first, run_to_end(experiment, CoverParams(seed=8, **SMALL)))
+    assert same_frames(first, run_to_end(experiment, params))
+    assert not same_frames(first, run_to_end(experiment, CoverParams(seed=8, **SMALL)))
 
 
 def test_cancellation_stops_without_checks():

@@ -36,6 +36,7 @@ from engine.experiments.diffusion import (
 )
 from engine.experiments.diffusion_schedules import make_schedule, posterior_mean
 from engine.experiments.toy_data import parse_points
+from tests.engine.frames import same_frames
 
 SMALL = dict(T=50, train_steps=200, samples=200, ddim_steps=10, width=32)  # ~1 s
 CHECK_NAMES = {
@@ -281,19 +282,13 @@ def test_posterior_check_uses_the_engines_posterior():
 # Properties of the run.
 
 
-def _same_frames(a, b) -> bool:
-    from app.encoding import dumps
-    from app.workers import frame_message
-
-    return [dumps(frame_message(f)) for f in a] == [dumps(frame_message(f)) for f in b]
-
 
 def test_same_seed_same_frames():
     params = DiffusionParams(seed=5, **SMALL)
     first = run_to_end(experiment, params, RunContext(seed=5, device="cpu"))
-    assert _same_frames(first, run_to_end(experiment, params, RunContext(seed=5, device="cpu")))
+    assert same_frames(first, run_to_end(experiment, params, RunContext(seed=5, device="cpu")))
     other = DiffusionParams(seed=6, **SMALL)
-    assert not _same_frames(first, run_to_end(experiment, other, RunContext(seed=6,
+    assert not same_frames(first, run_to_end(experiment, other, RunContext(seed=6,
                                                                             device="cpu")))
 
 

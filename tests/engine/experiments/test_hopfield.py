@@ -31,6 +31,7 @@ from engine.experiments.hopfield import (
     overlap,
     recall_async,
 )
+from tests.engine.frames import same_frames
 
 SMALL = dict(side=8, trials=2, sweeps=3)  # a run of ~0.1 s for the property tests
 
@@ -246,34 +247,13 @@ def test_digit_patterns_are_the_binarised_digits_least_alike_first():
     assert similarity[0, 1] == similarity[0, 1:].min()  # the second is the least like the first
 
 
-def _same_frames(a, b) -> bool:
-    if len(a) != len(b):
-        return False
-    for fa, fb in zip(a, b, strict=True):
-        if (fa.figure, fa.op, fa.indices, fa.progress, fa.metrics) != (
-            fb.figure, fb.op, fb.indices, fb.progress, fb.metrics
-        ):
-            return False
-        if (fa.update is None) != (fb.update is None):
-            return False
-        if fa.update is not None:
-            if fa.update.keys() != fb.update.keys():
-                return False
-            for key in fa.update:
-                for va, vb in zip(fa.update[key], fb.update[key], strict=True):
-                    if not np.array_equal(va, vb):
-                        return False
-        if [c.as_dict() for c in fa.checks or []] != [c.as_dict() for c in fb.checks or []]:
-            return False
-    return True
-
 
 def test_same_seed_same_frames():
     params = HopfieldParams(seed=5, alpha=0.2, **SMALL)
     first = run_to_end(experiment, params)
-    assert _same_frames(first, run_to_end(experiment, params))
+    assert same_frames(first, run_to_end(experiment, params))
     other = HopfieldParams(seed=6, alpha=0.2, **SMALL)
-    assert not _same_frames(first, run_to_end(experiment, other))
+    assert not same_frames(first, run_to_end(experiment, other))
 
 
 def test_cancellation_stops_without_checks():
