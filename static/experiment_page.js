@@ -2,10 +2,9 @@
 
 import { ApiError, cancelRun, startRun } from "./api.js";
 import { Charts } from "./charts.js";
-import { subscribe } from "./event_stream.js";
 import { bindClicks } from "./figure_clicks.js";
 import { QueryPanel } from "./query_panel.js";
-import { RunView } from "./run_view.js";
+import { followRun, RunView } from "./run_view.js";
 import { SchemaForm } from "./schema_form.js";
 import { readQuery, writeQuery } from "./url_state.js";
 
@@ -76,25 +75,12 @@ async function run() {
   view.setStatus(created.status);
   current = { id: created.id, stream: null };
   const thisRun = current;
-  current.stream = subscribe(created.urls.events, {
-    status: ({ status }) => view.setStatus(status),
-    frame: (frame) => charts.apply(frame),
-    metrics: (metrics) => view.setMetrics(metrics),
-    progress: (progress) => view.setProgress(progress),
-    done: async ({ status, checks, metrics }) => {
-      await charts.settled(); // done once every chart update of the run is drawn
-      view.setMetrics(metrics);
-      view.setChecks(checks);
-      if (current === thisRun) finish(status);
-      if (current === thisRun && status === "done") queries?.attach(thisRun.id);
-    },
-    error: ({ message }) => {
-      view.showError(message);
-      if (current === thisRun) finish("error");
-    },
-    lost: () => {
-      view.showError("Lost the connection to the server; the run page may still show the result.");
-      if (current === thisRun) finish("error");
+  current.stream = followRun(created.urls.events, view, charts, {
+    lostMessage: "Lost the connection to the server; the run page may still show the result.",
+    onEnd: (status) => {
+      if (current !== thisRun) return; // the page has moved on to another run
+      finish(status === "lost" ? "error" : status);
+      if (status === "done") queries?.attach(thisRun.id);
     },
   });
 }

@@ -3,8 +3,7 @@
 
 import { ApiError, queryRun } from "./api.js";
 import { Charts } from "./charts.js";
-import { subscribe } from "./event_stream.js";
-import { RunView } from "./run_view.js";
+import { followRun, RunView } from "./run_view.js";
 import { SchemaForm } from "./schema_form.js";
 
 export class QueryPanel {
@@ -69,25 +68,9 @@ export class QueryPanel {
       this.view.setStatus(status);
       this.button.disabled = false;
     };
-    this.stream = subscribe(created.urls.events, {
-      status: ({ status }) => this.view.setStatus(status),
-      frame: (frame) => this.charts.apply(frame),
-      metrics: (metrics) => this.view.setMetrics(metrics),
-      progress: (progress) => this.view.setProgress(progress),
-      done: async ({ status, checks, metrics }) => {
-        await this.charts.settled(); // done once every chart update of the answer is drawn
-        this.view.setMetrics(metrics);
-        this.view.setChecks(checks);
-        end(status);
-      },
-      error: ({ message }) => {
-        this.view.showError(message);
-        end("error");
-      },
-      lost: () => {
-        this.view.showError("Lost the connection to the server.");
-        end("error");
-      },
+    this.stream = followRun(created.urls.events, this.view, this.charts, {
+      lostMessage: "Lost the connection to the server.",
+      onEnd: (status) => end(status === "lost" ? "error" : status),
     });
   }
 }

@@ -2,9 +2,8 @@
 
 import { eventsUrl, getRun } from "./api.js";
 import { Charts } from "./charts.js";
-import { subscribe } from "./event_stream.js";
 import { QueryPanel } from "./query_panel.js";
-import { RunView } from "./run_view.js";
+import { followRun, RunView } from "./run_view.js";
 
 const ACTIVE = ["queued", "running"];
 
@@ -29,23 +28,13 @@ for (const time of page.querySelectorAll("time[datetime]")) {
 }
 
 function follow() {
-  subscribe(eventsUrl(api, runId), {
-    status: ({ status }) => view.setStatus(status),
-    frame: (frame) => charts.apply(frame),
-    metrics: (metrics) => view.setMetrics(metrics),
-    progress: (progress) => view.setProgress(progress),
-    done: async ({ status, checks, metrics }) => {
-      await charts.settled(); // done once every chart update of the run is drawn
-      view.setMetrics(metrics);
-      view.setChecks(checks);
+  followRun(eventsUrl(api, runId), view, charts, {
+    lostMessage: "Lost the connection to the server; reload to try again.",
+    onEnd: (status) => {
+      if (status === "lost") return;
       view.setStatus(status);
       if (status === "done") queries?.attach(runId);
     },
-    error: ({ message }) => {
-      view.showError(message);
-      view.setStatus("error");
-    },
-    lost: () => view.showError("Lost the connection to the server; reload to try again."),
   });
 }
 

@@ -3,6 +3,7 @@
 // (templates/_run_state.html and _checks.html), found by data-role.
 
 import { mathml } from "./api.js";
+import { subscribe } from "./event_stream.js";
 
 const STATUS_TEXT = {
   idle: "not run yet", starting: "starting…", queued: "queued", running: "running",
@@ -145,4 +146,33 @@ export class RunView {
       console.warn("formulas stay as LaTeX:", error.message);
     }
   }
+}
+
+/**
+ * Stream a run's events into `view` and `charts`. `onEnd(status)` runs once: with "done",
+ * "cancelled" or "error" when the run ends (after its last chart update is drawn), or with
+ * "lost" when the connection drops. Status after the end is the caller's to show, so a page
+ * that moved on to another run is not overwritten. Returns the stream, to close it.
+ */
+export function followRun(url, view, charts, { onEnd = () => {}, lostMessage }) {
+  return subscribe(url, {
+    status: ({ status }) => view.setStatus(status),
+    frame: (frame) => charts.apply(frame),
+    metrics: (metrics) => view.setMetrics(metrics),
+    progress: (progress) => view.setProgress(progress),
+    done: async ({ status, checks, metrics }) => {
+      await charts.settled();
+      view.setMetrics(metrics);
+      view.setChecks(checks);
+      onEnd(status);
+    },
+    error: ({ message }) => {
+      view.showError(message);
+      onEnd("error");
+    },
+    lost: () => {
+      view.showError(lostMessage);
+      onEnd("lost");
+    },
+  });
 }
