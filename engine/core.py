@@ -169,6 +169,8 @@ class RunContext:
 
     ``generator`` is a ``torch.Generator`` on ``device`` seeded with ``seed``; ``rng`` a numpy
     ``Generator`` seeded the same way, for the few places that need numpy (e.g. scipy).
+    ``uploads`` maps the upload ids named in the params to their pixels (8-bit gray arrays),
+    resolved by the executor so that experiments never touch storage (see engine.images).
     """
 
     def __init__(
@@ -176,8 +178,10 @@ class RunContext:
         seed: int = 0,
         device: torch.device | str | None = None,
         should_stop: Callable[[], bool] | None = None,
+        uploads: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.seed = seed
+        self.uploads: Mapping[str, np.ndarray] = uploads or {}
         self.device = torch.device(device) if device is not None else pick_device()
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -241,6 +245,9 @@ class Experiment:
     Query: type[BaseModel] | None = None
     query_figures: Callable[[Any, Any], Mapping[str, Any]] | None = None
     query: Callable[[Any, Any, bytes, RunContext], Iterator[Frame]] | None = None
+    # Images a finished run offers for download: names of 8-bit arrays in the ``.npz`` its
+    # final frame's artifact carries (see engine.images.pack_images), served as PNG files.
+    downloads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         parts = (self.Query, self.query_figures, self.query)
