@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from app.encoding import dumps, jsonable
 from app.figures import normalise_figure
+from app.images import resolve_uploads
 from app.jobs import QueueFull, RunManager
 from app.mathml import to_mathml
 from app.runs import Run
@@ -66,6 +67,7 @@ def describe(experiment: Experiment) -> dict[str, Any]:
                              in experiment.figures(experiment.Params()).items()}),
         "clicks": click_inputs(experiment),
         "query_schema": experiment.Query.model_json_schema() if experiment.Query else None,
+        "downloads": list(experiment.downloads),
     }
 
 
@@ -93,8 +95,10 @@ def get_experiment(slug: str, manager: Manager) -> dict[str, Any]:
 )
 def create_run(request: RunRequest, manager: Manager, response: Response) -> RunCreated:
     experiment = _experiment(manager, request.experiment)
-    params = _validated(experiment.Params, request.params, ("body", "params"))
-    return _queued(manager, response, experiment.slug, params.model_dump(mode="json"))
+    params = _validated(experiment.Params, request.params, ("body", "params")).model_dump(
+        mode="json")
+    uploads = resolve_uploads(manager, params)
+    return _queued(manager, response, experiment.slug, params, uploads=uploads)
 
 
 def _validated(model: type[BaseModel], value: dict[str, Any], root: tuple[str, ...],
@@ -149,7 +153,8 @@ def query_run(run_id: str, query: Annotated[dict[str, Any], Body()], manager: Ma
     params = experiment.Params.model_validate(record["params"])
     asked = _validated(experiment.Query, query, ("body",), context={"params": params})
     return _queued(manager, response, experiment.slug, record["params"],
-                   query=asked.model_dump(mode="json"), parent=run_id, artifact=artifact)
+                   query=asked.model_dump(mode="json"), parent=run_id, artifact=artifact,
+                   uploads=resolve_uploads(manager, record["params"]))
 
 
 def _record_or_404(record: dict[str, Any] | None) -> JSONResponse:

@@ -93,9 +93,11 @@ class RunManager:
     # ----- API used by the routes -----------------------------------------------------
 
     def submit(self, slug: str, params: dict[str, Any], query: dict[str, Any] | None = None,
-               parent: str | None = None, artifact: bytes | None = None) -> Run:
+               parent: str | None = None, artifact: bytes | None = None,
+               uploads: dict[str, Any] | None = None) -> Run:
         """Queue a run of validated ``params`` (or a ``query`` on the finished run ``parent``,
-        with its ``artifact``); raises QueueFull when no slot can take it."""
+        with its ``artifact``), handing it the ``uploads`` (id → pixels) its params name;
+        raises QueueFull when no slot can take it."""
         experiment = self.registry[slug]
         model = experiment.Params.model_validate(params)
         if query is None:
@@ -109,6 +111,7 @@ class RunManager:
                 raise QueueFull(self.settings.retry_after_s)
             run = Run(slug, params, figures, self.settings.event_log_bytes, query, parent)
             run.input_artifact = artifact
+            run.input_uploads = uploads or {}
             self._pending.append(run)
             self._active[run.id] = run
             self._cond.notify()
@@ -172,7 +175,9 @@ class RunManager:
         self.store.save(record, dumps(record))
         if run.artifact is not None and run.status == "done":
             self.store.save_artifact(run.id, run.artifact)
-        run.input_artifact = None  # the parent keeps it; no need to hold a second copy
+        # The parent run and the store keep these; no need to hold second copies.
+        run.input_artifact = None
+        run.input_uploads = {}
         with self._cond:
             self._active.pop(run.id, None)
             self._finished[run.id] = run
@@ -192,7 +197,8 @@ class RunManager:
         if not worker.alive():
             worker.replace()
         worker.cancel.clear()
-        worker.conn.send((run.id, run.experiment, run.params, run.query, run.input_artifact))
+        worker.conn.send((run.id, run.experiment, run.params, run.query, run.input_artifact,
+                          run.input_uploads))
         limit = self.settings.run_time_limit_s
         # The limit counts from "started": a freshly replaced worker first imports torch.
         deadline = time.monotonic() + max(limit, _WORKER_START_S)

@@ -58,6 +58,7 @@ class Run:
         self.parent = parent
         self.artifact: bytes | None = None  # what this run leaves for queries on it
         self.input_artifact: bytes | None = None  # what a query run gets from its parent
+        self.input_uploads: dict[str, Any] = {}  # pixels of the uploads its params name
         self.status = "queued"
         self.created_at = time.time()
         self.started_at: float | None = None

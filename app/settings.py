@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(
         5, ge=1, description="Retry-After sent with 429 when the queue is full."
     )
+    upload_max_bytes: int = Field(
+        8 << 20, ge=1024, description="Largest accepted image upload, in bytes (then 413)."
+    )
+    upload_max_pixels: int = Field(
+        25_000_000, ge=1, description="Largest accepted width × height of an upload (then 413); "
+        "checked from the header, before any pixel is decoded.",
+    )
+    upload_max_side: int = Field(
+        512, ge=16, le=4096, description="Uploads are shrunk to at most this many pixels a side."
+    )
+    uploads_kept: int = Field(
+        256, ge=1, description="Uploaded pictures kept (the oldest are dropped first)."
+    )
     extra_experiments: list[str] = Field(
         default_factory=list,
         description="Extra experiments to register, as 'package.module:attribute' import paths.",

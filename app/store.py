@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,13 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id       TEXT PRIMARY KEY REFERENCES runs(id),
     data         BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    id           TEXT PRIMARY KEY,
+    created_at   REAL NOT NULL,
+    height       INTEGER NOT NULL,
+    width        INTEGER NOT NULL,
+    pixels       BLOB NOT NULL
 )
 """
 
@@ -77,6 +87,34 @@ class RunStore:
             log.error("could not read the artifact of run %s from %s: %s", run_id, self.path, exc)
             return None
         return bytes(row[0]) if row else None
+
+    def save_upload(self, upload_id: str, pixels: np.ndarray, keep: int) -> bool:
+        """Keep an uploaded picture (8-bit gray), and only the newest ``keep`` of them."""
+        height, width = pixels.shape
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?)",
+                           (upload_id, time.time(), height, width,
+                            np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()))
+                db.execute("DELETE FROM uploads WHERE id NOT IN (SELECT id FROM uploads "
+                           "ORDER BY created_at DESC LIMIT ?)", (keep,))
+            return True
+        except sqlite3.Error as exc:
+            log.error("could not save upload %s to %s: %s", upload_id, self.path, exc)
+            return False
+
+    def load_upload(self, upload_id: str) -> np.ndarray | None:
+        try:
+            with closing(self._connect()) as db:
+                row = db.execute("SELECT height, width, pixels FROM uploads WHERE id = ?",
+                                 (upload_id,)).fetchone()
+        except sqlite3.Error as exc:
+            log.error("could not read upload %s from %s: %s", upload_id, self.path, exc)
+            return None
+        if row is None:
+            return None
+        height, width, pixels = row
+        return np.frombuffer(pixels, dtype=np.uint8).reshape(height, width)
 
     def load(self, run_id: str) -> dict[str, Any] | None:
         try:

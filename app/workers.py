@@ -1,9 +1,10 @@
 """Long-lived worker processes that execute runs, one at a time each.
 
 The boundary is deliberately narrow, so a distributed backend can replace it later:
-a run goes in as ``(run_id, slug, params, query, artifact)`` (the last two only for a query
-on a finished run), frames come out as a stream of messages, and cancel goes in as a signal
-(a shared ``multiprocessing.Event``). Workers use ``spawn`` (safe with CUDA) and import torch
+a run goes in as ``(run_id, slug, params, query, artifact, uploads)`` (query and artifact only
+for a query on a finished run; uploads are the pixels of the pictures the params name),
+frames come out as a stream of messages, and cancel goes in as a signal (a shared
+``multiprocessing.Event``). Workers use ``spawn`` (safe with CUDA) and import torch
 once, at start.
 
 Messages from a worker: ``("started", device)``, ``("frame", frame_dict)``,
@@ -70,11 +71,12 @@ def worker_main(conn: Connection, cancel: Any, device: str, extra: list[str]) ->
             return
         if task is None:
             return
-        run_id, slug, params, query, artifact = task
+        run_id, slug, params, query, artifact, uploads = task
         try:
             experiment = registry[slug]
             model = experiment.Params.model_validate(params)
-            ctx = RunContext(seed=model.seed, device=torch_device, should_stop=cancel.is_set)
+            ctx = RunContext(seed=model.seed, device=torch_device, should_stop=cancel.is_set,
+                             uploads=uploads)
             if query is None:
                 frames = experiment.run(model, ctx)
             else:

@@ -27,3 +27,16 @@ def test_an_unusable_file_is_reported_not_raised(tmp_path):
     assert store.save(record(), "{}") is False
     assert store.load("r1") is None
     assert store.recent() == []
+
+
+def test_uploads_round_trip_and_only_the_newest_are_kept(tmp_path):
+    import numpy as np
+
+    store = RunStore(tmp_path / "runs.db")
+    pictures = {f"upload-{i:032x}": np.full((2 + i, 3), i, dtype=np.uint8) for i in range(3)}
+    for upload_id, pixels in pictures.items():
+        assert store.save_upload(upload_id, pixels, keep=2)
+    assert store.load_upload("upload-" + "0" * 32) is None  # the oldest went
+    for upload_id in list(pictures)[1:]:
+        np.testing.assert_array_equal(RunStore(tmp_path / "runs.db").load_upload(upload_id),
+                                      pictures[upload_id])
