@@ -81,6 +81,23 @@ export function eventsUrl(api, id) {
   return `${api}/runs/${encodeURIComponent(id)}/events`;
 }
 
+/** POST /api/uploads with the file as the body: {id, width, height, source}. The server
+ * reads the type from the content; 413/415/422 come back as their messages. */
+export async function uploadImage(api, file) {
+  let response;
+  try {
+    response = await fetch(`${api}/uploads`, {
+      method: "POST",
+      headers: { Accept: "application/json", "Content-Type": file.type || "application/octet-stream" },
+      body: file,
+    });
+  } catch (error) {
+    throw new ApiError(`Cannot reach the server (${error.message}).`, { status: 0 });
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response.json();
+}
+
 /** MathML markup for each LaTeX string (the server converts; see /mathml in app/pages.py). */
 export async function mathml(url, latexList) {
   const query = new URLSearchParams();

@@ -1,6 +1,6 @@
 // /e/{slug}: the form (state in the URL), Run / Stop, and the live run.
 
-import { ApiError, cancelRun, startRun } from "./api.js";
+import { ApiError, cancelRun, startRun, uploadImage } from "./api.js";
 import { Charts } from "./charts.js";
 import { bindClicks } from "./figure_clicks.js";
 import { QueryPanel } from "./query_panel.js";
@@ -20,7 +20,10 @@ const charts = new Charts(find("figures"), {
     view.showError(`Could not draw a chart update: ${error.message}`);
   },
 });
-const form = new SchemaForm(find("fields"), data.schema, { onChange: writeQuery });
+const form = new SchemaForm(find("fields"), data.schema, {
+  onChange: writeQuery,
+  uploadImage: (file) => uploadImage(api, file),
+});
 const runButton = find("run");
 const stopButton = find("stop");
 
@@ -80,7 +83,10 @@ async function run() {
     onEnd: (status) => {
       if (current !== thisRun) return; // the page has moved on to another run
       finish(status === "lost" ? "error" : status);
-      if (status === "done") queries?.attach(thisRun.id);
+      if (status === "done") {
+        queries?.attach(thisRun.id);
+        view.showDownloads(api, thisRun.id);
+      }
     },
   });
 }

@@ -33,7 +33,10 @@ function follow() {
     onEnd: (status) => {
       if (status === "lost") return;
       view.setStatus(status);
-      if (status === "done") queries?.attach(runId);
+      if (status === "done") {
+        queries?.attach(runId);
+        view.showDownloads(api, runId);
+      }
     },
   });
 }
@@ -45,7 +48,10 @@ function show(run) {
   view.setProgress(run.progress);
   view.setChecks(run.checks);
   if (run.error) view.showError(run.error);
-  if (run.status === "done") queries?.attach(runId);
+  if (run.status === "done") {
+    queries?.attach(runId);
+    view.showDownloads(api, runId);
+  }
 }
 
 try {

@@ -36,6 +36,7 @@ export class RunView {
     this.progress = find("progress");
     this.progressText = find("progress-text");
     this.error = find("error");
+    this.downloads = find("downloads"); // only where the experiment offers images
     this.metricsBody = find("metrics").tBodies[0];
     this.checks = find("checks");
     this.checksBody = this.checks.querySelector("tbody");
@@ -52,6 +53,16 @@ export class RunView {
     this.clearError();
     this.checks.hidden = true;
     this.checksBody.replaceChildren();
+    if (this.downloads) this.downloads.hidden = true;
+  }
+
+  /** Links to the PNG images the finished run `id` offers (GET /api/runs/{id}/images/…). */
+  showDownloads(api, id) {
+    if (!this.downloads) return;
+    for (const link of this.downloads.querySelectorAll("a[data-image]")) {
+      link.href = `${api}/runs/${encodeURIComponent(id)}/images/${link.dataset.image}.png`;
+    }
+    this.downloads.hidden = false;
   }
 
   setStatus(status) {

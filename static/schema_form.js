@@ -3,6 +3,7 @@
 //   bounded number or integer  -> slider + number box kept in sync (log slider over decades)
 //   enum / Literal / anyOf of consts -> select
 //   boolean                    -> checkbox
+//   string with x-images       -> select of bundled pictures + an upload button (engine/images.py)
 //   anything else numeric      -> number box; strings -> text box
 //
 // Each field's description is its help text and its schema default its initial value.
@@ -75,7 +76,12 @@ function describeField(name, raw, root) {
   if (field.options && field.nullable && !field.options.includes(null)) field.options.push(null);
 
   field.type = base.type ?? (field.options ? typeof field.options[0] : "string");
-  if (field.options) {
+  if (base["x-images"] && field.type === "string") {
+    field.kind = "image";
+    field.images = base["x-images"]; // bundled name -> label
+    field.pattern = base.pattern;
+    field.maxLength = base.maxLength;
+  } else if (field.options) {
     field.kind = "select";
   } else if (field.type === "boolean") {
     field.kind = "checkbox";
@@ -148,6 +154,7 @@ export function coerce(field, raw) {
       }
       return value;
     }
+    case "image":
     case "text": {
       if (raw === null) return undefined;
       const text = String(raw);
@@ -181,9 +188,12 @@ function element(tag, attributes = {}, ...children) {
 
 export class SchemaForm {
   /** Builds the fields into `container`; `onChange(values)` follows every valid edit. */
-  constructor(container, schema, { onChange = () => {} } = {}) {
+  /** `uploadImage(file)` resolves to {id, width, height} (POST /api/uploads); image fields
+   * offer an upload button only when it is given. */
+  constructor(container, schema, { onChange = () => {}, uploadImage = null } = {}) {
     this.container = container;
     this.onChange = onChange;
+    this.uploadImage = uploadImage;
     this.fields = fieldsFromSchema(schema);
     this.values_ = {};
     this.invalid = new Set();
@@ -218,6 +228,13 @@ export class SchemaForm {
           input.append(element("option", { value: String(option) }, option === null ? "none" : String(option)));
         }
         input.addEventListener("change", () => this.edited(field, coerce(field, input.value)));
+      } else if (field.kind === "image") {
+        input = element("select", { id, name: field.name, "aria-describedby": describedBy });
+        for (const [name, label] of Object.entries(field.images)) {
+          input.append(element("option", { value: name }, label));
+        }
+        input.addEventListener("change", () => this.edited(field, coerce(field, input.value)));
+        if (this.uploadImage) row.classList.add("with-upload");
       } else if (field.kind === "range" || field.kind === "number") {
         input = element("input", {
           type: "number", id, name: field.name, inputmode: field.type === "integer" ? "numeric" : "decimal",
@@ -249,12 +266,47 @@ export class SchemaForm {
         input = element("input", { type: "text", id, name: field.name, disabled: true, value: "set through the API" });
       }
       row.append(input);
+      if (field.kind === "image" && this.uploadImage) row.append(this.uploadButton(field, input));
       root.append(row);
     }
     if (help) root.append(help);
     root.append(error);
     this.controls.set(field.name, { root, input, slider, error });
     return root;
+  }
+
+  /** A file picker that uploads a PNG/JPEG and selects it; the server checks the file. */
+  uploadButton(field, select) {
+    const file = element("input", {
+      type: "file", accept: "image/png,image/jpeg", className: "upload-input",
+      id: `param-${field.name}-file`, "aria-label": `Upload your own picture for ${field.title}`,
+    });
+    const button = element("label", { className: "button upload", for: file.id }, "Upload…");
+    file.addEventListener("change", async () => {
+      const chosen = file.files?.[0];
+      file.value = "";
+      if (!chosen) return;
+      button.classList.add("busy");
+      this.setFieldError(field.name, []);
+      try {
+        const uploaded = await this.uploadImage(chosen);
+        const label = `${chosen.name} (${uploaded.width}×${uploaded.height})`;
+        this.addImageOption(select, uploaded.id, label);
+        select.value = uploaded.id;
+        this.edited(field, uploaded.id);
+      } catch (error) {
+        this.setFieldError(field.name, [error.message]);
+      } finally {
+        button.classList.remove("busy");
+      }
+    });
+    return element("span", { className: "upload-control" }, file, button);
+  }
+
+  addImageOption(select, value, label) {
+    if (![...select.options].some((option) => option.value === value)) {
+      select.append(element("option", { value }, label));
+    }
   }
 
   sliderBounds(field) {
@@ -321,6 +373,12 @@ export class SchemaForm {
     const value = this.values_[field.name];
     if (field.kind === "checkbox") input.checked = Boolean(value);
     else if (field.kind === "select") input.value = String(value);
+    else if (field.kind === "image") {
+      // An upload named by a shared link is not in the list yet; the server knows it or
+      // answers 422 naming the field when the run starts.
+      this.addImageOption(input, value, field.images[value] ?? "uploaded picture");
+      input.value = value;
+    }
     else if (field.kind !== "unsupported") input.value = value === null ? "" : String(value);
     if (slider && value !== null) slider.value = String(this.toSlider(field, value));
   }
