@@ -189,7 +189,10 @@ def download_image(run_id: str, name: str, manager: Manager) -> Response:
     artifact = manager.artifact(run_id)
     if artifact is None:
         raise HTTPException(409, f"Run is {record['status']}; images come with a finished run.")
-    images = unpack_images(artifact)
+    try:
+        images = unpack_images(artifact)
+    except ValueError:
+        images = {}
     if name not in images:
         raise HTTPException(404, f"This run left no image {name!r}.")
     buffer = io.BytesIO()

@@ -215,6 +215,10 @@ def unpack_images(artifact: bytes) -> dict[str, np.ndarray]:
     """The images :func:`pack_images` stored; ``ValueError`` when the bytes are not such."""
     try:
         with np.load(io.BytesIO(artifact), allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
+            images = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, AttributeError) as exc:
         raise ValueError("the artifact is not an image archive") from exc
+    # Any zip loads as an archive (torch.save writes one); only arrays make it an image one.
+    if not images or not all(isinstance(a, np.ndarray) for a in images.values()):
+        raise ValueError("the artifact is not an image archive")
+    return images
