@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app import api, images, pages
+from app import api, images, pages, security
 from app.figures import default_template
 from app.jobs import RunManager
 from app.settings import Settings, get_settings
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.manager = manager
+    security.install(app, settings)
     app.include_router(api.router)
     app.include_router(images.router)
     app.include_router(pages.router)

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,6 +62,27 @@ class Settings(BaseSettings):
     extra_experiments: list[str] = Field(
         default_factory=list,
         description="Extra experiments to register, as 'package.module:attribute' import paths.",
+    )
+    api_token: SecretStr | None = Field(
+        None, description="When set, every POST/DELETE under /api (starting, querying or "
+        "cancelling runs, uploads) needs 'Authorization: Bearer <token>'; pages and GETs stay "
+        "open. The browser asks for it once per tab.",
+    )
+    rate_limit_per_minute: float = Field(
+        0.0, ge=0, description="Runs, queries and uploads one client address may start per "
+        "minute (0: no limit). Behind a reverse proxy, run uvicorn with --forwarded-allow-ips "
+        "so the address is the visitor's, not the proxy's.",
+    )
+    rate_limit_burst: int = Field(
+        10, ge=1, description="Starts a client may make at once before the per-minute rate bites."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Other sites' origins allowed to call the API from a "
+        "browser, e.g. ['https://notebooks.example']; none by default (CORS off).",
+    )
+    max_body_bytes: int = Field(
+        64 << 10, ge=1024, description="Largest JSON request body (then 413); uploads have "
+        "upload_max_bytes.",
     )
 
     def worker_count(self) -> int:

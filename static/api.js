@@ -47,14 +47,33 @@ async function request(method, url, body, fieldRoot) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
-  let response;
-  try {
-    response = await fetch(url, options);
-  } catch (error) {
-    throw new ApiError(`Cannot reach the server (${error.message}).`, { status: 0 });
-  }
+  const response = await send(url, options);
   if (!response.ok) throw await errorFrom(response, fieldRoot);
   return response.json();
+}
+
+// A server with an API token (PLAYGROUND_API_TOKEN) answers writes without it with 401: the
+// page then asks for the token once and keeps it for this tab only, never in a URL.
+const TOKEN_KEY = "playground-api-token";
+
+async function send(url, options) {
+  for (let asked = false; ; asked = true) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = token ? { ...options.headers, Authorization: `Bearer ${token}` } : options.headers;
+    let response;
+    try {
+      response = await fetch(url, { ...options, headers });
+    } catch (error) {
+      throw new ApiError(`Cannot reach the server (${error.message}).`, { status: 0 });
+    }
+    if (response.status !== 401) return response;
+    sessionStorage.removeItem(TOKEN_KEY);
+    if (asked) return response;
+    const detail = await response.clone().json().then((b) => b.detail, () => null);
+    const entered = window.prompt(`${detail ?? "This server needs an API token."}\n\nAPI token:`);
+    if (!entered?.trim()) return response;
+    sessionStorage.setItem(TOKEN_KEY, entered.trim());
+  }
 }
 
 /** POST /api/runs: {id, experiment, status, urls: {self, events, page}}. */
@@ -84,16 +103,11 @@ export function eventsUrl(api, id) {
 /** POST /api/uploads with the file as the body: {id, width, height, source}. The server
  * reads the type from the content; 413/415/422 come back as their messages. */
 export async function uploadImage(api, file) {
-  let response;
-  try {
-    response = await fetch(`${api}/uploads`, {
-      method: "POST",
-      headers: { Accept: "application/json", "Content-Type": file.type || "application/octet-stream" },
-      body: file,
-    });
-  } catch (error) {
-    throw new ApiError(`Cannot reach the server (${error.message}).`, { status: 0 });
-  }
+  const response = await send(`${api}/uploads`, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": file.type || "application/octet-stream" },
+    body: file,
+  });
   if (!response.ok) throw await errorFrom(response);
   return response.json();
 }
