@@ -46,12 +46,27 @@ class RunStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self._ready = False
+        if (error := self._prepare()) is not None:
+            log.error("run history unavailable, finished runs are kept in memory only until "
+                      "%s can be written: %s", self.path, error)
+
+    def _prepare(self) -> Exception | None:
+        """Create the file and its tables; the error when that can't be done now (a read-only
+        or locked file, a bad path): the server goes on, and every later call tries again."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(self.path, timeout=5.0)) as db, db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            return exc
+        self._ready = True
+        return None
 
     def _connect(self) -> sqlite3.Connection:
+        if not self._ready:  # if it still fails, the call's own error handling reports it
+            self._prepare()
         return sqlite3.connect(self.path, timeout=5.0)
 
     def save(self, record: dict[str, Any], record_json: str) -> bool:

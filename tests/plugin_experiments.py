@@ -36,7 +36,9 @@ class TickerParams(Params):
     delay_s: float = Field(0.0, ge=0, le=5, description="Sleep between frames.")
     points: int = Field(1, ge=1, le=100_000, description="Points per frame.")
     hang_s: float = Field(0.0, ge=0, le=600, description="Block this long after the first frame.")
-    failure: Literal["none", "raise", "exit"] = Field("none", description="How to fail midway.")
+    failure: Literal["none", "raise", "exit", "oom", "memory"] = Field(
+        "none", description="How to fail midway: raise, exit the worker, or run out of memory "
+        "(oom: a tensor larger than any device on ctx.device; memory: a Python allocation).")
     x0: float = Field(0.0, ge=-100, le=100, description="Set by clicking the chart.")
     y0: float = Field(0.0, ge=-100, le=100, description="Set by clicking the chart.")
     shape: str = Field("", max_length=200, description="Points added by clicking the chart.")
@@ -54,6 +56,10 @@ def ticker_run(params: TickerParams, ctx):
         if params.failure != "none" and step == params.steps // 2:
             if params.failure == "raise":
                 raise RuntimeError("ticker failed on purpose")
+            if params.failure == "oom":  # 1 PiB: the allocator itself refuses, CPU or CUDA
+                torch.empty(1 << 50, dtype=torch.uint8, device=ctx.device)
+            if params.failure == "memory":
+                bytearray(1 << 50)
             os._exit(3)
         t = np.arange(step * params.points, (step + 1) * params.points, dtype=np.float64)
         y = t / 10.0 + (ctx.rng.standard_normal(params.points) if params.seed else 0.0)
