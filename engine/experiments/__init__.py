@@ -10,6 +10,7 @@ from engine.experiments import (
     optimizers,
     perceptron,
     positional_encoding,
+    thresholding,
     vit_patches,
 )
 
@@ -25,5 +26,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         vit_patches.experiment,
         gelu.experiment,
         diffusion.experiment,
+        thresholding.experiment,
     )
 }
