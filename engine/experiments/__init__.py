@@ -10,6 +10,7 @@ from engine.experiments import (
     optimizers,
     perceptron,
     positional_encoding,
+    sensor,
     thresholding,
     vit_patches,
 )
@@ -26,6 +27,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         vit_patches.experiment,
         gelu.experiment,
         diffusion.experiment,
+        sensor.experiment,
         thresholding.experiment,
     )
 }
