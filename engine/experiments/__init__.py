@@ -5,6 +5,8 @@ from engine.experiments import (
     attention,
     cover,
     diffusion,
+    filters,
+    fourier,
     gelu,
     hopfield,
     optimizers,
@@ -29,5 +31,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         diffusion.experiment,
         sensor.experiment,
         thresholding.experiment,
+        filters.experiment,
+        fourier.experiment,
     )
 }
