@@ -158,3 +158,14 @@ def test_signed_display():
     assert levels.tolist() == [[0, 128, 191]]
     assert kernels.signed_ticks(2.0) == ["-2", "0", "2"]
     assert kernels.signed_to_display(np.zeros((2, 2)))[0].tolist() == [[128, 128], [128, 128]]
+
+
+def test_float32_convolutions_ask_cudnn_for_ieee_float32(monkeypatch):
+    """On a GPU, cuDNN's default TF32 would miss the 1e-5 float32 check; the context turns it
+    off for the convolution only and restores the flags after."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cudnn = torch.backends.cudnn
+    before = (cudnn.allow_tf32, cudnn.enabled, cudnn.benchmark, cudnn.deterministic)
+    with kernels.ieee_float32():
+        assert cudnn.allow_tf32 is False and cudnn.enabled == before[1]
+    assert (cudnn.allow_tf32, cudnn.enabled, cudnn.benchmark, cudnn.deterministic) == before
