@@ -82,7 +82,8 @@ def list_experiments(manager: Manager) -> list[dict[str, Any]]:
     return [describe(e) for e in manager.registry.values()]
 
 
-@router.get("/experiments/{slug}", summary="One experiment")
+@router.get("/experiments/{slug}", summary="One experiment",
+            responses={404: {"description": "Unknown experiment"}})
 def get_experiment(slug: str, manager: Manager) -> dict[str, Any]:
     return describe(_experiment(manager, slug))
 

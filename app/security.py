@@ -299,7 +299,8 @@ def _document(app: FastAPI, settings: Settings) -> None:
                 if settings.api_token:
                     responses.setdefault("401", {"description": "No valid API token"})
                     operation["security"] = [{"bearer": []}]
-                if not path.startswith(RAW_BODY_ROUTES):
+                if "requestBody" in operation and not path.startswith(RAW_BODY_ROUTES):
+                    responses.setdefault("400", {"description": "The body is not UTF-8 text"})
                     responses.setdefault("413", {"description": "The body is too large"})
                     responses.setdefault("415", {"description": "The body is not JSON"})
                 if method == "post" and STARTING.fullmatch(path.replace("{run_id}", "x")):
