@@ -4,6 +4,7 @@ from engine.core import Experiment
 from engine.experiments import (
     attention,
     cover,
+    deblur,
     diffusion,
     filters,
     fourier,
@@ -33,5 +34,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         thresholding.experiment,
         filters.experiment,
         fourier.experiment,
+        deblur.experiment,
     )
 }
