@@ -144,8 +144,9 @@ FORMULAS = (
 )
 
 # Panels of the "images" figure (one heatmap trace each, in this order).
-PANELS = ("clean I", "degraded J", "naive 1/F[h]", "regularised ε", "Wiener, ε = σ²/mean I²",
-          "Wiener, ε(u) = NMσ²/|F[I]|²", "Richardson–Lucy", "learned CNN")
+PANELS = ("clean I", "degraded J", "naive 1/F[h] (|F[h]| ≥ 1e-8)", "regularised ε",
+          "Wiener, ε = σ²/mean I²", "Wiener, ε(u) = NMσ²/|F[I]|²", "Richardson–Lucy",
+          "learned CNN")
 CLEAN, DEGRADED, NAIVE, REGULARISED, WIENER_CONSTANT, WIENER, RL, LEARNED = range(8)
 PSF_PANEL, H_PANEL, J_PANEL = range(3)
 SWEEP, CHOSEN, CONSTANT_MARK, BEST, WIENER_LINE, NAIVE_LINE, DEGRADED_LINE = range(7)
@@ -719,7 +720,8 @@ experiment = Experiment(
         "Blur a picture with a motion, Gaussian or defocus kernel in the circular model, add "
         "Gaussian noise, and restore it: the naive inverse filter 1/F[h] (exact without noise, "
         "ruinous with it), the regularised inverse conj(F[h])/(|F[h]|² + ε) — with the "
-        "conjugate the sheet drops — swept over ε and against the Wiener choices of ε, "
+        "conjugate the sheet drops — swept over ε and against the Wiener choices of ε "
+        "(σ²/mean I², and σ²NM/|F[I]|² per frequency, both from the clean picture), "
         "Richardson–Lucy streamed iteration by iteration, and optionally a small CNN trained "
         "live on other pictures. Click the (ε, σ) map to pick ε and σ."
     ),
