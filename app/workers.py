@@ -90,7 +90,10 @@ def worker_main(conn: Connection, cancel: Any, device: str, extra: list[str]) ->
             conn.send(("finished", "cancelled" if cancel.is_set() else "done"))
         except Exception as exc:  # the run failed, the worker goes on
             log.error("run %s failed:\n%s", run_id, traceback.format_exc())
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            message = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+                message = f"out of memory ({message}); try smaller parameters"
+            conn.send(("error", message))
         finally:
             if torch_device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -59,7 +59,7 @@ def test_running_out_of_memory_fails_that_run_only(make_server):
         pid = http.get("/api/health").json()["workers"][0]["pid"]
         # A tensor of 1 PiB on the run's device (CPU here; torch.OutOfMemoryError on CUDA),
         # then a plain Python allocation as large: both really fail to allocate.
-        for failure, message in (("oom", "allocate"), ("memory", "MemoryError")):
+        for failure, message in (("oom", "allocate"), ("memory", "out of memory (MemoryError)")):
             run = start(http, steps=10, failure=failure)
             last = last_event(http, run)
             assert last.type == "error" and message in last.data["message"], last
