@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import math
+import operator
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -74,6 +75,8 @@ class Check:
 
     ``measured`` is what the run produced, ``reference`` what the formula predicts, and
     ``relation`` how they must compare (e.g. ``"<="`` for a bound, ``"≈"`` for a tolerance).
+    For an inequality (``<=``, ``>=``, ``<``, ``>``) ``passed`` follows from the numbers and
+    may be left out; other relations (a tolerance, several conditions) must say it.
     """
 
     name: str
@@ -81,8 +84,17 @@ class Check:
     measured: float
     reference: float
     relation: str
-    passed: bool
+    passed: bool | None = None
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.passed is None:
+            if self.relation not in _INEQUALITIES:
+                raise ValueError(f"check {self.name!r}: relation {self.relation!r} cannot "
+                                 f"decide pass/fail; give passed= (or use one of "
+                                 f"{sorted(_INEQUALITIES)})")
+            holds = _INEQUALITIES[self.relation](float(self.measured), float(self.reference))
+            object.__setattr__(self, "passed", bool(holds))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +106,11 @@ class Check:
             "passed": bool(self.passed),
             "detail": self.detail,
         }
+
+
+_INEQUALITIES: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt,
+}
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -335,7 +335,7 @@ def _noise_checks(params: SensorParams, I: torch.Tensor, I_noisy: torch.Tensor, 
         Check(
             name="Noise is independent of I",
             formula=r"|\hat\rho(n, I)| \le 4/\sqrt N",
-            measured=abs(rho), reference=rho_bound, relation="<=", passed=abs(rho) <= rho_bound,
+            measured=abs(rho), reference=rho_bound, relation="<=",
             detail="Pearson correlation of the noise with the clean picture (zero under "
             "independence, with standard error 1/√N)" + ("" if image.std() > 0 else
                                                         "; the picture is flat, so 0") + ".",
@@ -363,13 +363,12 @@ def _bloom_checks(final: np.ndarray, predicted: np.ndarray, Q: float, C: float, 
             name="Charge is conserved",
             formula=r"\big|\textstyle\sum_{r,c} q_{r,c} - Q\big| / Q \le 10^{-9}",
             measured=conserved, reference=CONSERVE_TOL, relation="<=",
-            passed=conserved <= CONSERVE_TOL,
             detail=f"Q = {Q:.6g} e⁻ at row {r0}, column {c0}.",
         ),
         Check(
             name="No site exceeds its full well",
             formula=r"\max_{r,c} q_{r,c} \le C",
-            measured=over, reference=1.0, relation="<=", passed=over <= 1.0,
+            measured=over, reference=1.0, relation="<=",
             detail=f"max q / C after relaxation (C = {C:.6g} e⁻).",
         ),
         Check(
@@ -377,14 +376,12 @@ def _bloom_checks(final: np.ndarray, predicted: np.ndarray, Q: float, C: float, 
             formula=r"n_{\mathrm{sat}} > Q/C - 2 \ \Rightarrow\ n_{\mathrm{sat}} \ge 9"
             r"\ \text{ for } Q \ge 10C",
             measured=saturated, reference=MIN_SATURATED, relation=">=",
-            passed=saturated >= MIN_SATURATED,
             detail=f"Sites of column {c0} within 10⁻⁹ of C, for Q/C = {Q / C:.4g}.",
         ),
         Check(
             name="The column matches the closed form",
             formula=r"\max_r |q_{r,c_0} - q^{\mathrm{pred}}_r| / C \le 10^{-9}",
             measured=profile_error, reference=CONSERVE_TOL, relation="<=",
-            passed=profile_error <= CONSERVE_TOL,
             detail="Excess Q − C split evenly up and down (the overflow of a side that meets "
             "the edge going to the other), each side filled outwards from the spot.",
         ),

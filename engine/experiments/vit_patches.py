@@ -416,7 +416,6 @@ def run(params: VitParams, ctx: RunContext) -> Iterator[Frame]:
             name=f"Held-out accuracy ≥ {ACCURACY_TARGET:.0%}",
             formula=r"\frac{1}{N}\sum_i \mathbf{1}[\hat y_i = y_i] \ge 0.85",
             measured=accuracy, reference=ACCURACY_TARGET, relation=">=",
-            passed=accuracy >= ACCURACY_TARGET,
             detail=f"{len(test_y)} digits not trained on, after {params.steps} steps; the "
             f"default settings (p = 2, 300 steps) reach it"
             + ("" if accuracy >= ACCURACY_TARGET else
